@@ -1,0 +1,150 @@
+//! The daemon's life: load the certificate, open the output, bind, say so, serve until a stop
+//! signal, then drain and sync.
+//!
+//! Everything that can be wrong before listening is a [`StartError`] (exit 2, one line);
+//! everything after is the server's and the writer's to handle.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::certgen::{self, CertGenError};
+use crate::http::App;
+use crate::output::{OpenError, Output, Writer};
+use crate::server::{self, SharedParts};
+use crate::settings::{CertSource, Settings};
+use crate::stats::Stats;
+use crate::timefmt::rfc3339_secs;
+use crate::tls::{self, CertStore, LoadedCert, TlsError};
+
+/// Why the daemon did not start; each prints as the one line the operator needs.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The certificate or key cannot be used.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The embedded default certificate cannot be made.
+    #[error("LOGGER_CERT_DIR: {0}")]
+    CertGen(#[from] CertGenError),
+    /// The output cannot be opened.
+    #[error(transparent)]
+    Output(#[from] OpenError),
+    /// The address cannot be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// What was asked for.
+        addr: String,
+        /// Why not.
+        source: std::io::Error,
+    },
+    /// Signal handlers cannot be installed.
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+}
+
+/// Loads the configured certificate, or makes/reuses the embedded default.
+pub fn load_certificate(source: &CertSource) -> Result<LoadedCert, StartError> {
+    match source {
+        CertSource::Files { cert, key } => Ok(tls::load(cert, key.as_deref())?),
+        CertSource::Embedded(dir) => {
+            let d = certgen::ensure_default(dir)?;
+            if d.created {
+                tracing::warn!(
+                    "no LOGGER_CERT set: created a local CA and a server certificate in {}; upload {} to the sensor",
+                    dir.display(),
+                    d.bundle.display()
+                );
+            } else {
+                tracing::warn!(
+                    "no LOGGER_CERT set: using the embedded default certificate {}; the sensor must trust {}",
+                    d.cert.display(),
+                    d.bundle.display()
+                );
+            }
+            Ok(tls::load(&d.cert, Some(&d.key))?)
+        }
+    }
+}
+
+/// Runs the daemon until it is told to stop. Returns after the output is drained and synced.
+pub async fn run(settings: Settings) -> Result<(), StartError> {
+    let cert = load_certificate(&settings.cert)?;
+    report_expiry(&cert);
+    let (output, writer) = Output::open(&settings.output, settings.fsync)?;
+    let listeners = server::bind(settings.ip, settings.port).map_err(|source| StartError::Bind {
+        addr: match settings.ip {
+            Some(ip) => SocketAddr::new(ip, settings.port).to_string(),
+            None => format!("port {} (every address)", settings.port),
+        },
+        source,
+    })?;
+    let stop = crate::shutdown::on_stop_signal().map_err(StartError::Signals)?;
+    let addrs: Vec<SocketAddr> = listeners.iter().filter_map(|l| l.local_addr().ok()).collect();
+    let store = CertStore::new(cert.clone());
+    let tls_config = tls::server_config(store)?;
+    start_line(&settings, &addrs, &cert);
+
+    let stats = Arc::new(Stats::default());
+    let app = Arc::new(App {
+        output,
+        strict: settings.strict,
+        max_body: settings.limits.max_body,
+        body_timeout: settings.limits.body_timeout,
+        stats: stats.clone(),
+    });
+    let parts = SharedParts {
+        app,
+        tls: tls_config,
+        limits: settings.limits.clone(),
+        stats: stats.clone(),
+    };
+    server::run(listeners, parts, stop).await;
+    finish(writer).await;
+    tracing::info!("stopped: {}", stats.summary());
+    Ok(())
+}
+
+async fn finish(writer: Writer) {
+    let _ = tokio::task::spawn_blocking(move || writer.finish()).await;
+}
+
+fn start_line(settings: &Settings, addrs: &[SocketAddr], cert: &LoadedCert) {
+    let listening: Vec<String> = addrs.iter().map(|a| format!("https://{a}/log")).collect();
+    let certificate = match &cert.summary {
+        Some(s) => format!("{} (expires {})", s.subject, rfc3339_secs(s.not_after)),
+        None => format!("{} (subject unreadable)", cert.cert_path.display()),
+    };
+    tracing::info!(
+        "ml_api_logger {} listening on {}; certificate {}; output {}; {}, fsync {}",
+        env!("CARGO_PKG_VERSION"),
+        listening.join(" "),
+        certificate,
+        settings.output,
+        if settings.strict { "strict" } else { "lenient" },
+        if settings.fsync { "on" } else { "off" },
+    );
+}
+
+/// Warns when the certificate expires within 30 days; an error when it has expired.
+pub fn report_expiry(cert: &LoadedCert) {
+    let Some(summary) = &cert.summary else { return };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs() as i64;
+    let left = summary.not_after - now;
+    if left <= 0 {
+        tracing::error!(
+            "certificate {} expired at {}; sensors will refuse it",
+            cert.cert_path.display(),
+            rfc3339_secs(summary.not_after)
+        );
+    } else if left < 30 * 86_400 {
+        tracing::warn!(
+            "certificate {} expires in {} days, at {}",
+            cert.cert_path.display(),
+            left / 86_400,
+            rfc3339_secs(summary.not_after)
+        );
+    }
+}

@@ -1,0 +1,169 @@
+//! Ingest: from a decoded request body to the lines the output writes, and every reason to refuse.
+//!
+//! [`prepare`] splits the body, checks each record, and minifies the records into one buffer
+//! (one line each). [`IngestError`] is every refusal of a `POST /log`, and
+//! [`IngestError::status`] is the one place that maps a refusal to its HTTP status.
+
+use http::StatusCode;
+
+use crate::batch::{self, Shape, SplitError};
+use crate::decode::DecodeError;
+use crate::minify::minify_into;
+use crate::output::WriteError;
+use crate::record::{self, Kind, Nonconformity};
+
+/// Seconds a client is told to wait after a `503`.
+pub const RETRY_AFTER_SECS: u32 = 1;
+
+/// Why a `POST /log` was refused. Nothing of a refused request is written.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// Empty, not JSON, not objects, or `[]`.
+    #[error(transparent)]
+    Split(#[from] SplitError),
+    /// A body that cannot be decoded, or decodes too large.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// The body as sent is over the limit.
+    #[error("body exceeds the {limit}-byte limit")]
+    TooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// Strict mode: a record does not conform.
+    #[error("{where_}does not conform: {problem}")]
+    Nonconforming {
+        /// `record 3 ` in a batch, empty for a single record.
+        where_: String,
+        /// The field and the reason.
+        problem: Nonconformity,
+    },
+    /// The body did not arrive within the body timeout.
+    #[error("body not received within {secs:.1}s")]
+    BodyTimeout {
+        /// The timeout.
+        secs: f64,
+    },
+    /// The connection failed while the body was read.
+    #[error("cannot read the body: {0}")]
+    BodyRead(String),
+    /// The output cannot take the records now.
+    #[error("cannot write now ({0}); retry later")]
+    Output(#[from] WriteError),
+}
+
+impl IngestError {
+    /// The HTTP status for this refusal.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            IngestError::Split(_) | IngestError::BodyRead(_) => StatusCode::BAD_REQUEST,
+            IngestError::Decode(DecodeError::Unsupported(_)) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            IngestError::Decode(DecodeError::TooLarge { .. }) | IngestError::TooLarge { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+            IngestError::Decode(DecodeError::Corrupt { .. }) => StatusCode::BAD_REQUEST,
+            IngestError::Nonconforming { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            IngestError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            IngestError::Output(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// `Retry-After` seconds, for refusals the client should retry.
+    pub fn retry_after(&self) -> Option<u32> {
+        matches!(self, IngestError::Output(_)).then_some(RETRY_AFTER_SECS)
+    }
+}
+
+/// A body's records, checked and ready to write.
+#[derive(Debug, Default)]
+pub struct Prepared {
+    /// One minified line per record, each ending in `\n`.
+    pub lines: Vec<u8>,
+    /// Number of records.
+    pub records: usize,
+    /// Request records among them.
+    pub requests: usize,
+    /// Response records among them.
+    pub responses: usize,
+    /// Records that do not conform (written anyway, lenient mode).
+    pub nonconforming: usize,
+    /// The first problem, with where it is, for the warning.
+    pub first_problem: Option<String>,
+}
+
+/// Splits, checks and minifies `body`. Strict mode refuses the whole body for one bad record.
+pub fn prepare(body: &[u8], strict: bool) -> Result<Prepared, IngestError> {
+    let split = batch::split(body)?;
+    let batch = split.shape != Shape::Single;
+    let mut out = Prepared {
+        lines: Vec::with_capacity(body.len() + split.records.len()),
+        records: split.records.len(),
+        ..Prepared::default()
+    };
+    for (i, raw) in split.records.iter().enumerate() {
+        match record::check(raw.get()) {
+            Ok(r) => match r.kind() {
+                Kind::Request => out.requests += 1,
+                Kind::Response => out.responses += 1,
+            },
+            Err(problem) => {
+                let where_ = if batch {
+                    format!("record {} ", i + 1)
+                } else {
+                    String::new()
+                };
+                if strict {
+                    return Err(IngestError::Nonconforming { where_, problem });
+                }
+                out.nonconforming += 1;
+                if out.first_problem.is_none() {
+                    out.first_problem = Some(format!("{where_}does not conform: {problem}"));
+                }
+            }
+        }
+        minify_into(raw.get().as_bytes(), &mut out.lines);
+        out.lines.push(b'\n');
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REQ: &str = "{\n  \"sequence\": 1,\n  \"request\": {\"Method\": \"GET\", \"RequestURI\": \"/\"}\n}";
+
+    #[test]
+    fn lenient_writes_and_counts_strict_refuses() {
+        let body = format!("[{REQ}, {{\"sequence\": 2, \"note\": \"no kind\"}}]");
+        let p = prepare(body.as_bytes(), false).unwrap();
+        assert_eq!((p.records, p.requests, p.nonconforming), (2, 1, 1));
+        assert_eq!(
+            String::from_utf8(p.lines).unwrap(),
+            "{\"sequence\":1,\"request\":{\"Method\":\"GET\",\"RequestURI\":\"/\"}}\n{\"sequence\":2,\"note\":\"no kind\"}\n"
+        );
+        let e = prepare(body.as_bytes(), true).unwrap_err();
+        assert_eq!(e.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(e
+            .to_string()
+            .starts_with("record 2 does not conform: has neither"));
+    }
+
+    #[test]
+    fn statuses() {
+        assert_eq!(prepare(b"", false).unwrap_err().status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            prepare(b"[]", false).unwrap_err().status(),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            prepare(b"\"x\"", false).unwrap_err().status(),
+            StatusCode::BAD_REQUEST
+        );
+        let e = IngestError::Output(WriteError::QueueFull);
+        assert_eq!(
+            (e.status(), e.retry_after()),
+            (StatusCode::SERVICE_UNAVAILABLE, Some(1))
+        );
+    }
+}

@@ -1,0 +1,45 @@
+//! `ml_api_logger`: an HTTPS daemon that receives the API interaction logs an ExtraHop sensor
+//! exports, checks each record against the documented format, and appends every record as one
+//! line of JSON to stdout or a file, acknowledging only what has been written.
+//!
+//! The modules, in the order a record meets them:
+//!
+//! - [`settings`] — the command line and `LOGGER_*` variables, checked into `Settings`.
+//! - [`daemon`] — start (certificate, output, listeners, the start line), serve, stop.
+//! - [`server`] — binding, accept loops, the connection cap, the graceful stop.
+//! - [`connection`] — one connection: TLS handshake, HTTP/1.1 or HTTP/2, header and idle timeouts.
+//! - [`tls`] — PEM loading and its errors, the rustls configuration.
+//! - [`certgen`] — the local CA and server certificate (the embedded default).
+//! - [`x509`] — subject and validity of a certificate, for the operator.
+//! - [`http`] — routes and the `POST /log` flow.
+//! - [`decode`] — `gzip`/`deflate` bodies under the size limit.
+//! - [`batch`] — a body split into records (single, array, NDJSON).
+//! - [`record`] — the record format and conformance.
+//! - [`ingest`] — records checked and minified into lines; every refusal and its status.
+//! - [`minify`] — whitespace removal that changes nothing else.
+//! - [`output`] — the single writer: gathered writes, fsync, rollback, partial-line recovery.
+//! - [`stats`] — counters.
+//! - [`shutdown`] — stop signals.
+//! - [`diagnostics`] — `tracing` to stderr.
+//! - [`timefmt`] — RFC 3339 and civil time.
+
+#![forbid(unsafe_code)]
+
+pub mod batch;
+pub mod certgen;
+pub mod connection;
+pub mod daemon;
+pub mod decode;
+pub mod diagnostics;
+pub mod http;
+pub mod ingest;
+pub mod minify;
+pub mod output;
+pub mod record;
+pub mod server;
+pub mod settings;
+pub mod shutdown;
+pub mod stats;
+pub mod timefmt;
+pub mod tls;
+pub mod x509;

@@ -1,0 +1,38 @@
+//! The `ml_api_logger` binary: parses arguments, starts diagnostics, and runs the daemon.
+
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+
+use ml_api_logger::settings::{self, Command, Settings};
+use ml_api_logger::{daemon, diagnostics};
+
+fn main() -> ExitCode {
+    let (cli, matches) = settings::parse_cli();
+    let (args, sub) = match &cli.command {
+        Some(Command::Serve(args)) => (args, matches.subcommand_matches("serve").unwrap_or(&matches)),
+        None => (&cli.serve, &matches),
+    };
+    let settings = match Settings::from_matches(args, sub) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    diagnostics::init(&settings.log_filter);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(daemon::run(settings)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
