@@ -11,7 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{HeaderValue, ALLOW, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use http::header::{
+    HeaderValue, ALLOW, CONNECTION, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER,
+};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Body;
@@ -159,11 +161,15 @@ where
 /// The answer for a refusal: its status, `{"error": …}`, and `Retry-After` when it applies.
 pub fn refusal(e: &IngestError) -> Answer {
     let body = serde_json::json!({ "error": e.to_string() }).to_string();
-    let answer = json(e.status(), body);
-    match e.retry_after() {
-        Some(secs) => with_header(answer, RETRY_AFTER, &secs.to_string()),
-        None => answer,
+    let mut answer = json(e.status(), body);
+    if let Some(secs) = e.retry_after() {
+        answer = with_header(answer, RETRY_AFTER, &secs.to_string());
     }
+    if e.leaves_body_unread() {
+        // The rest of the body may still be coming; the connection cannot be reused.
+        answer = with_header(answer, CONNECTION, "close");
+    }
+    answer
 }
 
 fn json(status: StatusCode, body: impl Into<Bytes>) -> Answer {

@@ -68,6 +68,14 @@ impl IngestError {
         }
     }
 
+    /// True when the body may not have been read to its end (the connection must close).
+    pub fn leaves_body_unread(&self) -> bool {
+        matches!(
+            self,
+            IngestError::TooLarge { .. } | IngestError::BodyTimeout { .. } | IngestError::BodyRead(_)
+        ) || matches!(self, IngestError::Decode(DecodeError::Unsupported(_)))
+    }
+
     /// `Retry-After` seconds, for refusals the client should retry.
     pub fn retry_after(&self) -> Option<u32> {
         matches!(self, IngestError::Output(_)).then_some(RETRY_AFTER_SECS)

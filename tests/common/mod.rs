@@ -1,0 +1,398 @@
+//! Helpers for the integration tests: certificates made at test time, the real binary started
+//! as a child process on an ephemeral port, and a real TLS client (HTTP/1.1 or HTTP/2).
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+pub const REQUEST_FIXTURE: &str = include_str!("../fixtures/request.json");
+pub const RESPONSE_FIXTURE: &str = include_str!("../fixtures/response.json");
+
+/// A directory removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "mlal-it-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A CA and a server certificate for localhost, 127.0.0.1 and ::1, written to `dir`.
+pub struct Certs {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca_der: CertificateDer<'static>,
+}
+
+pub fn make_certs(dir: &Path) -> Certs {
+    let req = ml_api_logger::certgen::CertRequest {
+        hosts: vec!["localhost".into()],
+        ips: vec!["127.0.0.1".parse().unwrap(), "::1".parse().unwrap()],
+        days: 30,
+    };
+    let g = ml_api_logger::certgen::generate(&req).unwrap();
+    ml_api_logger::certgen::write_files(dir, &g, true).unwrap();
+    let ca = dir.join("serverca.crt");
+    use rustls::pki_types::pem::PemObject;
+    let ca_der = CertificateDer::from_pem_file(&ca).unwrap();
+    Certs {
+        ca,
+        cert: dir.join("server.crt"),
+        key: dir.join("server.key"),
+        ca_der,
+    }
+}
+
+/// The daemon as a child process.
+pub struct Daemon {
+    pub child: Child,
+    pub addr: SocketAddr,
+    stderr: Arc<Mutex<String>>,
+}
+
+/// How to start the daemon.
+pub struct Start<'a> {
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub cwd: Option<&'a Path>,
+    pub stdout: Option<std::fs::File>,
+}
+
+impl<'a> Start<'a> {
+    /// `--ip 127.0.0.1 --port 0` with the given certificate.
+    pub fn new(certs: &Certs) -> Start<'a> {
+        Start {
+            args: vec![
+                "--ip".into(),
+                "127.0.0.1".into(),
+                "--port".into(),
+                "0".into(),
+                "--cert".into(),
+                certs.cert.display().to_string(),
+                "--key".into(),
+                certs.key.display().to_string(),
+            ],
+            env: Vec::new(),
+            cwd: None,
+            stdout: None,
+        }
+    }
+
+    pub fn arg(mut self, a: impl Into<String>) -> Self {
+        self.args.push(a.into());
+        self
+    }
+
+    pub fn args<I: IntoIterator<Item = S>, S: Into<String>>(mut self, a: I) -> Self {
+        self.args.extend(a.into_iter().map(Into::into));
+        self
+    }
+
+    pub fn env(mut self, k: &str, v: impl Into<String>) -> Self {
+        self.env.push((k.into(), v.into()));
+        self
+    }
+
+    pub fn stdout_to(mut self, f: std::fs::File) -> Self {
+        self.stdout = Some(f);
+        self
+    }
+
+    pub fn start(self) -> Daemon {
+        Daemon::spawn(self)
+    }
+}
+
+/// A command for the binary with no inherited `LOGGER_*` settings.
+pub fn command() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ml_api_logger"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("LOGGER_") || k == "RUST_LOG" {
+            cmd.env_remove(k);
+        }
+    }
+    cmd
+}
+
+impl Daemon {
+    fn spawn(s: Start<'_>) -> Daemon {
+        let mut cmd = command();
+        cmd.args(&s.args);
+        for (k, v) in &s.env {
+            cmd.env(k, v);
+        }
+        if let Some(cwd) = s.cwd {
+            cmd.current_dir(cwd);
+        }
+        cmd.stdin(Stdio::null()).stderr(Stdio::piped());
+        match s.stdout {
+            Some(f) => cmd.stdout(f),
+            None => cmd.stdout(Stdio::null()),
+        };
+        let mut child = cmd.spawn().expect("start the daemon");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let pipe = child.stderr.take().unwrap();
+        {
+            let stderr = stderr.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines() {
+                    let Ok(line) = line else { break };
+                    stderr.lock().unwrap().push_str(&line);
+                    stderr.lock().unwrap().push('\n');
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(addr) = listening_addr(&line) {
+                        return Daemon { child, addr, stderr };
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("daemon did not start; stderr:\n{}", stderr.lock().unwrap());
+                }
+            }
+        }
+    }
+
+    /// What the daemon has written to stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Sends a signal to the child.
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{sig}");
+    }
+
+    /// SIGTERM, then waits for the exit code (at most 30 s).
+    pub fn stop(mut self) -> (i32, String) {
+        self.signal("TERM");
+        let code = wait_exit(&mut self.child, Duration::from_secs(30));
+        // Let the stderr reader catch up.
+        std::thread::sleep(Duration::from_millis(100));
+        (code, self.stderr())
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn wait_exit(child: &mut Child, limit: Duration) -> i32 {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code().unwrap_or(-1);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("process did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn listening_addr(line: &str) -> Option<SocketAddr> {
+    let rest = &line[line.find("listening on https://")? + "listening on https://".len()..];
+    let end = rest.find("/log")?;
+    rest[..end].parse().ok()
+}
+
+/// A TLS client configuration trusting `ca`, offering `alpn`.
+pub fn tls_config(ca: &CertificateDer<'static>, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.clone()).unwrap();
+    let mut config =
+        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Arc::new(config)
+}
+
+/// A TLS connection to the daemon, verified against the test CA.
+pub async fn tls_connect(
+    addr: SocketAddr,
+    ca: &CertificateDer<'static>,
+    alpn: &[&[u8]],
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let name = ServerName::try_from("localhost").unwrap();
+    TlsConnector::from(tls_config(ca, alpn))
+        .connect(name, tcp)
+        .await
+        .unwrap()
+}
+
+/// An answer from the daemon.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+    }
+}
+
+enum Sender {
+    H1(hyper::client::conn::http1::SendRequest<Full<Bytes>>),
+    H2(hyper::client::conn::http2::SendRequest<Full<Bytes>>),
+}
+
+/// One keep-alive connection to the daemon.
+pub struct Client {
+    sender: Sender,
+}
+
+impl Client {
+    pub async fn h1(addr: SocketAddr, ca: &CertificateDer<'static>) -> Client {
+        let tls = tls_connect(addr, ca, &[b"http/1.1"]).await;
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        Client {
+            sender: Sender::H1(sender),
+        }
+    }
+
+    pub async fn h2(addr: SocketAddr, ca: &CertificateDer<'static>) -> Client {
+        let tls = tls_connect(addr, ca, &[b"h2"]).await;
+        assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+        let (sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        Client {
+            sender: Sender::H2(sender),
+        }
+    }
+
+    pub async fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Reply {
+        self.try_request(method, path, headers, body).await.unwrap()
+    }
+
+    pub async fn try_request(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Result<Reply, hyper::Error> {
+        let h2 = matches!(self.sender, Sender::H2(_));
+        let uri = if h2 {
+            format!("https://localhost{path}")
+        } else {
+            path.to_string()
+        };
+        let mut req = http::Request::builder().method(method).uri(uri);
+        if !h2 {
+            req = req.header("host", "localhost");
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req.body(Full::new(body.into())).unwrap();
+        let resp = match &mut self.sender {
+            Sender::H1(s) => {
+                s.ready().await?;
+                s.send_request(req).await?
+            }
+            Sender::H2(s) => {
+                s.ready().await?;
+                s.send_request(req).await?
+            }
+        };
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp.into_body().collect().await?.to_bytes();
+        Ok(Reply {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        })
+    }
+
+    pub async fn post(&mut self, body: impl Into<Bytes>) -> Reply {
+        self.request("POST", "/log", &[("content-type", "application/json")], body)
+            .await
+    }
+}
+
+/// The lines of a file, each parsed as JSON; panics on a line that is not.
+pub fn read_ndjson(path: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(
+        text.is_empty() || text.ends_with('\n'),
+        "output does not end with a newline"
+    );
+    text.lines()
+        .enumerate()
+        .map(|(i, l)| serde_json::from_str(l).unwrap_or_else(|e| panic!("line {}: {e}: {l}", i + 1)))
+        .collect()
+}
