@@ -119,6 +119,8 @@ pub async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
                 closing = true;
                 conn.as_mut().graceful_shutdown();
             }
+            // A new phase has a new deadline; the loop computes it.
+            _ = state.changed.notified() => {}
             _ = tokio::time::sleep_until(wake) => {
                 match state.expired(limits) {
                     Some(PhaseKind::Head) => {
@@ -161,6 +163,8 @@ struct Phase {
     /// Milliseconds after `born` when the current phase began.
     since_ms: AtomicU64,
     in_flight: AtomicU32,
+    /// Wakes the watchdog when the phase changes, so it looks at the new deadline.
+    changed: tokio::sync::Notify,
 }
 
 impl Phase {
@@ -170,6 +174,7 @@ impl Phase {
             kind: AtomicU8::new(PhaseKind::Idle as u8),
             since_ms: AtomicU64::new(0),
             in_flight: AtomicU32::new(0),
+            changed: tokio::sync::Notify::new(),
         }
     }
 
@@ -188,12 +193,15 @@ impl Phase {
     fn on_bytes(&self) {
         if self.kind.load(Ordering::Relaxed) == PhaseKind::Idle as u8 {
             self.since_ms.store(self.now_ms(), Ordering::Relaxed);
-            let _ = self.kind.compare_exchange(
+            let started = self.kind.compare_exchange(
                 PhaseKind::Idle as u8,
                 PhaseKind::Head as u8,
                 Ordering::AcqRel,
                 Ordering::Relaxed,
             );
+            if started.is_ok() {
+                self.changed.notify_one();
+            }
         }
     }
 
@@ -233,6 +241,7 @@ impl Drop for RequestGuard {
         if self.0.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.0.since_ms.store(self.0.now_ms(), Ordering::Relaxed);
             self.0.kind.store(PhaseKind::Idle as u8, Ordering::Release);
+            self.0.changed.notify_one();
         }
     }
 }

@@ -23,6 +23,9 @@ use crate::ingest::{self, IngestError};
 use crate::output::Output;
 use crate::stats::Stats;
 
+/// Bodies larger than this (as sent) are decoded and checked on the blocking pool.
+const OFFLOAD_ABOVE: usize = 256 << 10;
+
 /// What every request needs; shared by all connections.
 pub struct App {
     /// Where records go.
@@ -136,12 +139,27 @@ where
         Ok(Err(e)) => return Err(IngestError::BodyRead(e.to_string())),
         Ok(Ok(collected)) => collected.to_bytes(),
     };
-    let body = if codings.is_empty() {
-        body
-    } else {
-        Bytes::from(decode::decode(body.to_vec(), &codings, app.max_body)?)
+    let (max_body, strict) = (app.max_body, app.strict);
+    // Large or compressed bodies (which may inflate to the limit) are parsed off the async
+    // workers so they never stall other connections.
+    let offload = body.len() > OFFLOAD_ABOVE || !codings.is_empty();
+    let work = move || -> Result<ingest::Prepared, IngestError> {
+        let decoded;
+        let body: &[u8] = if codings.is_empty() {
+            &body
+        } else {
+            decoded = decode::decode(body.to_vec(), &codings, max_body)?;
+            &decoded
+        };
+        ingest::prepare(body, strict)
     };
-    let prepared = ingest::prepare(&body, app.strict)?;
+    let prepared = if offload {
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|e| IngestError::BodyRead(format!("parsing stopped: {e}")))??
+    } else {
+        work()?
+    };
     if prepared.nonconforming > 0 {
         if let Some(problem) = &prepared.first_problem {
             tracing::warn!(count = prepared.nonconforming, "written though it {problem}");
