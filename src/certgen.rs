@@ -249,13 +249,18 @@ pub fn machine_identity() -> CertRequest {
         IpAddr::from([127, 0, 0, 1]),
         IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
     ];
-    if let Ok(ifaces) = if_addrs::get_if_addrs() {
-        for iface in ifaces {
-            let ip = iface.ip();
-            if !ips.contains(&ip) {
-                ips.push(ip);
+    match if_addrs::get_if_addrs() {
+        Ok(ifaces) => {
+            for iface in ifaces {
+                let ip = iface.ip();
+                if !ips.contains(&ip) {
+                    ips.push(ip);
+                }
             }
         }
+        Err(e) => tracing::warn!(
+            "cannot list this machine's addresses ({e}); the certificate names only its host name and loopback"
+        ),
     }
     CertRequest {
         hosts,

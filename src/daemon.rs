@@ -8,11 +8,16 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::time::Instant;
+
 use crate::certgen::{self, CertGenError};
+use crate::correlate::Correlator;
 use crate::http::App;
 use crate::output::{OpenError, Output, Writer};
+use crate::rejects::Rejects;
 use crate::server::{self, SharedParts};
-use crate::settings::{CertSource, Settings};
+use crate::settings::{CertSource, OutputTarget, Settings};
 use crate::stats::Stats;
 use crate::timefmt::rfc3339_secs;
 use crate::tls::{self, CertStore, LoadedCert, TlsError};
@@ -66,11 +71,31 @@ pub fn load_certificate(source: &CertSource) -> Result<LoadedCert, StartError> {
     }
 }
 
+/// How the daemon stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stopped {
+    /// A stop signal: everything in flight finished and was synced (exit 0).
+    Clean,
+    /// The output can no longer be written (stdout's reader went away) (exit 1).
+    OutputGone(String),
+}
+
 /// Runs the daemon until it is told to stop. Returns after the output is drained and synced.
-pub async fn run(settings: Settings) -> Result<(), StartError> {
+pub async fn run(settings: Settings) -> Result<Stopped, StartError> {
     let cert = load_certificate(&settings.cert)?;
     report_expiry(&cert);
     let (output, writer) = Output::open(&settings.output, settings.fsync)?;
+    let (rejects, rejects_writer) = match &settings.rejects {
+        Some(path) => {
+            let (out, w) =
+                Output::open(&OutputTarget::File(path.clone()), settings.fsync).map_err(|mut e| {
+                    e.setting = "LOGGER_REJECTS";
+                    e
+                })?;
+            (Some(Rejects::new(out)), Some(w))
+        }
+        None => (None, None),
+    };
     let listeners = server::bind(settings.ip, settings.port).map_err(|source| StartError::Bind {
         addr: match settings.ip {
             Some(ip) => SocketAddr::new(ip, settings.port).to_string(),
@@ -78,20 +103,71 @@ pub async fn run(settings: Settings) -> Result<(), StartError> {
         },
         source,
     })?;
-    let stop = crate::shutdown::on_stop_signal().map_err(StartError::Signals)?;
+    let stop_signal = crate::shutdown::on_stop_signal().map_err(StartError::Signals)?;
+    let mut hangups = signal(SignalKind::hangup()).map_err(StartError::Signals)?;
     let addrs: Vec<SocketAddr> = listeners.iter().filter_map(|l| l.local_addr().ok()).collect();
     let store = CertStore::new(cert.clone());
-    let tls_config = tls::server_config(store)?;
+    let tls_config = tls::server_config(store.clone())?;
     start_line(&settings, &addrs, &cert);
 
     let stats = Arc::new(Stats::default());
     let app = Arc::new(App {
-        output,
+        output: output.clone(),
+        rejects: rejects.clone(),
+        correlator: Correlator::new(settings.correlate.clone(), stats.clone()),
         strict: settings.strict,
+        annotate: settings.annotate,
         max_body: settings.limits.max_body,
         body_timeout: settings.limits.body_timeout,
         stats: stats.clone(),
     });
+
+    // Background duties: age out correlation state, say what happened now and then, and reload
+    // on SIGHUP.
+    let housekeeping = {
+        let app = app.clone();
+        let stats = stats.clone();
+        tokio::spawn(async move {
+            let mut sweep = tokio::time::interval(Duration::from_secs(1));
+            let mut last_report = Instant::now();
+            let mut last_written = 0;
+            loop {
+                sweep.tick().await;
+                app.correlator.sweep();
+                if last_report.elapsed() >= REPORT_EVERY {
+                    let written = Stats::get(&stats.records_written);
+                    if written != last_written {
+                        tracing::info!("{}", stats.summary());
+                        last_written = written;
+                    }
+                    last_report = Instant::now();
+                }
+            }
+        })
+    };
+    let reloader = {
+        let output = output.clone();
+        let rejects = rejects.clone();
+        let source = settings.cert.clone();
+        tokio::spawn(async move {
+            while hangups.recv().await.is_some() {
+                reload(&source, &store, &output, rejects.as_ref()).await;
+            }
+        })
+    };
+
+    let mut fatal = output.fatal();
+    let mut why = Stopped::Clean;
+    let stop = async {
+        tokio::select! {
+            _ = stop_signal => {}
+            reason = fatal.wait_for(|f| f.is_some()) => {
+                let reason = reason.map(|r| r.clone().unwrap_or_default()).unwrap_or_default();
+                tracing::error!("output: {reason}; stopping");
+                why = Stopped::OutputGone(reason);
+            }
+        }
+    };
     let parts = SharedParts {
         app,
         tls: tls_config,
@@ -99,13 +175,54 @@ pub async fn run(settings: Settings) -> Result<(), StartError> {
         stats: stats.clone(),
     };
     server::run(listeners, parts, stop).await;
+    housekeeping.abort();
+    reloader.abort();
     finish(writer).await;
+    if let Some(w) = rejects_writer {
+        finish(w).await;
+    }
     tracing::info!("stopped: {}", stats.summary());
-    Ok(())
+    Ok(why)
 }
 
 async fn finish(writer: Writer) {
     let _ = tokio::task::spawn_blocking(move || writer.finish()).await;
+}
+
+/// How often the periodic summary is logged (when anything was written since the last one).
+const REPORT_EVERY: Duration = Duration::from_secs(300);
+
+/// SIGHUP: reopen the output files and reload the certificate; a certificate that does not
+/// load leaves the old one serving.
+async fn reload(source: &CertSource, store: &CertStore, output: &Output, rejects: Option<&Rejects>) {
+    tracing::info!("SIGHUP: reopening the output and reloading the certificate");
+    if let Err(e) = output.reopen().await {
+        tracing::error!("output not reopened: {e}");
+    }
+    if let Some(r) = rejects {
+        if let Err(e) = r.output().reopen().await {
+            tracing::error!("rejects file not reopened: {e}");
+        }
+    }
+    let loaded = match source {
+        CertSource::Files { cert, key } => tls::load(cert, key.as_deref()).map_err(|e| e.to_string()),
+        CertSource::Embedded(dir) => certgen::ensure_default(dir)
+            .map_err(|e| e.to_string())
+            .and_then(|d| tls::load(&d.cert, Some(&d.key)).map_err(|e| e.to_string())),
+    };
+    match loaded {
+        Ok(cert) => {
+            report_expiry(&cert);
+            let subject = cert
+                .summary
+                .as_ref()
+                .map(|s| s.subject.clone())
+                .unwrap_or_default();
+            store.replace(cert);
+            tracing::info!("certificate reloaded: {subject}");
+        }
+        Err(e) => tracing::error!("certificate not reloaded, the old one still serves: {e}"),
+    }
 }
 
 fn start_line(settings: &Settings, addrs: &[SocketAddr], cert: &LoadedCert) {

@@ -8,20 +8,23 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::header::{
     HeaderValue, ALLOW, CONNECTION, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER,
 };
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Body;
 
+use crate::correlate::{Correlator, Verdict};
 use crate::decode;
-use crate::ingest::{self, IngestError};
+use crate::ingest::{self, Annotation, IngestError};
 use crate::output::Output;
+use crate::rejects::Rejects;
 use crate::stats::Stats;
+use crate::timefmt::rfc3339_millis;
 
 /// Bodies larger than this (as sent) are decoded and checked on the blocking pool.
 const OFFLOAD_ABOVE: usize = 256 << 10;
@@ -30,8 +33,14 @@ const OFFLOAD_ABOVE: usize = 256 << 10;
 pub struct App {
     /// Where records go.
     pub output: Output,
+    /// Where refused bodies go, with `--rejects`.
+    pub rejects: Option<Rejects>,
+    /// Correlation and duplicate suppression.
+    pub correlator: Correlator,
     /// Refuse nonconforming records.
     pub strict: bool,
+    /// Add `_received_at` and `_peer` to each record.
+    pub annotate: bool,
     /// Largest body, sent and decoded.
     pub max_body: usize,
     /// Deadline for the whole body.
@@ -46,7 +55,7 @@ pub type Answer = Response<Full<Bytes>>;
 /// Routes one request.
 pub async fn handle<B>(app: Arc<App>, peer: SocketAddr, req: Request<B>) -> Result<Answer, Infallible>
 where
-    B: Body<Data = Bytes> + Send + 'static,
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: std::fmt::Display + Send + Sync + std::error::Error + 'static,
 {
     let answer = match (req.uri().path(), req.method()) {
@@ -59,7 +68,12 @@ where
             ALLOW,
             "POST",
         ),
-        ("/healthz", &Method::GET | &Method::HEAD) => health(&app),
+        ("/healthz", &Method::GET) => health(&app),
+        // HTTP/2 does not drop a HEAD answer's body by itself.
+        ("/healthz", &Method::HEAD) => {
+            let (parts, _) = health(&app).into_parts();
+            Response::from_parts(parts, Full::new(Bytes::new()))
+        }
         ("/healthz", _) => with_header(
             json(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -85,95 +99,210 @@ fn health(app: &App) -> Answer {
     }
 }
 
+/// What a `POST /log` accepted.
+struct Accepted {
+    records: usize,
+    nonconforming: usize,
+    duplicates: usize,
+}
+
+/// The body of a refused request, as far as it was read, for the rejects file.
+#[derive(Default)]
+struct Kept {
+    body: Bytes,
+    truncated: bool,
+}
+
 async fn post_log<B>(app: &App, peer: SocketAddr, req: Request<B>) -> Answer
 where
-    B: Body<Data = Bytes> + Send + 'static,
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: std::fmt::Display + Send + Sync + std::error::Error + 'static,
 {
-    match ingest(app, req).await {
-        Ok((records, nonconforming)) => {
+    let mut kept = Kept::default();
+    match ingest(app, peer, req, &mut kept).await {
+        Ok(a) => {
             Stats::add(&app.stats.posts_accepted, 1);
-            let body = if nonconforming > 0 {
-                format!(r#"{{"accepted":{records},"nonconforming":{nonconforming}}}"#)
-            } else {
-                format!(r#"{{"accepted":{records}}}"#)
-            };
+            let mut body = format!(r#"{{"accepted":{}"#, a.records);
+            if a.nonconforming > 0 {
+                body.push_str(&format!(r#","nonconforming":{}"#, a.nonconforming));
+            }
+            if a.duplicates > 0 {
+                body.push_str(&format!(r#","duplicates":{}"#, a.duplicates));
+            }
+            body.push('}');
             json(StatusCode::OK, body)
         }
         Err(e) => {
             Stats::add(&app.stats.posts_refused, 1);
-            tracing::warn!(%peer, status = e.status().as_u16(), "refused: {e}");
+            let status = e.status();
+            tracing::warn!(%peer, status = status.as_u16(), "refused: {e}");
+            if let (Some(rejects), true) = (&app.rejects, e.keeps_body()) {
+                if let Err(w) = rejects
+                    .keep(peer, status.as_u16(), &e.to_string(), &kept.body, kept.truncated)
+                    .await
+                {
+                    tracing::error!(%peer, "cannot keep the refused body in the rejects file: {w}");
+                }
+            }
             refusal(&e)
         }
     }
 }
 
-async fn ingest<B>(app: &App, req: Request<B>) -> Result<(usize, usize), IngestError>
+async fn ingest<B>(
+    app: &App,
+    peer: SocketAddr,
+    req: Request<B>,
+    kept: &mut Kept,
+) -> Result<Accepted, IngestError>
 where
-    B: Body<Data = Bytes> + Send + 'static,
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: std::fmt::Display + Send + Sync + std::error::Error + 'static,
 {
+    let received_at = SystemTime::now();
     let encoding = req
         .headers()
         .get(CONTENT_ENCODING)
         .map(|v| v.to_str().unwrap_or("(not text)"));
-    let codings = decode::parse_codings(encoding)?;
+    let codings = decode::parse_codings(encoding);
     let declared = req
         .headers()
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > app.max_body as u64) {
-        return Err(IngestError::TooLarge { limit: app.max_body });
+    // Without a rejects file there is no reason to read a body that is refused anyway.
+    if app.rejects.is_none() {
+        codings.as_ref().map_err(|e| IngestError::Decode(e.clone()))?;
+        if declared.is_some_and(|n| n > app.max_body as u64) {
+            return Err(IngestError::TooLarge { limit: app.max_body });
+        }
     }
-    let collect = Limited::new(req.into_body(), app.max_body).collect();
-    let body = match tokio::time::timeout(app.body_timeout, collect).await {
+    let read = tokio::time::timeout(app.body_timeout, read_body(req.into_body(), app.max_body)).await;
+    let body = match read {
         Err(_) => {
             return Err(IngestError::BodyTimeout {
                 secs: app.body_timeout.as_secs_f64(),
             })
         }
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-            return Err(IngestError::TooLarge { limit: app.max_body })
+        Ok(Err(BodyError::TooLarge(prefix))) => {
+            *kept = Kept {
+                body: prefix,
+                truncated: true,
+            };
+            return Err(IngestError::TooLarge { limit: app.max_body });
         }
-        Ok(Err(e)) => return Err(IngestError::BodyRead(e.to_string())),
-        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(BodyError::Read(e))) => return Err(IngestError::BodyRead(e)),
+        Ok(Ok(body)) => body,
     };
+    kept.body = body.clone();
+    let codings = codings?;
+
     let (max_body, strict) = (app.max_body, app.strict);
+    let annotation = app
+        .annotate
+        .then(|| Annotation::new(&rfc3339_millis(received_at), &peer.to_string(), None));
     // Large or compressed bodies (which may inflate to the limit) are parsed off the async
     // workers so they never stall other connections.
     let offload = body.len() > OFFLOAD_ABOVE || !codings.is_empty();
-    let work = move || -> Result<ingest::Prepared, IngestError> {
-        let decoded;
-        let body: &[u8] = if codings.is_empty() {
-            &body
-        } else {
-            decoded = decode::decode(body.to_vec(), &codings, max_body)?;
-            &decoded
-        };
-        ingest::prepare(body, strict)
+    // The decoded body, when there is one, is what the rejects file keeps: what the sender meant.
+    let work = move || -> (Result<ingest::Prepared, IngestError>, Option<Bytes>) {
+        if codings.is_empty() {
+            return (ingest::prepare(&body, strict, annotation.as_ref()), None);
+        }
+        match decode::decode(body.to_vec(), &codings, max_body) {
+            Ok(decoded) => {
+                let decoded = Bytes::from(decoded);
+                (
+                    ingest::prepare(&decoded, strict, annotation.as_ref()),
+                    Some(decoded),
+                )
+            }
+            Err(e) => (Err(e.into()), None),
+        }
     };
-    let prepared = if offload {
+    let (prepared, decoded) = if offload {
         tokio::task::spawn_blocking(work)
             .await
-            .map_err(|e| IngestError::BodyRead(format!("parsing stopped: {e}")))??
+            .map_err(|e| IngestError::BodyRead(format!("parsing stopped: {e}")))?
     } else {
-        work()?
+        work()
+    };
+    let prepared = match prepared {
+        Ok(p) => p,
+        Err(e) => {
+            if let Some(decoded) = decoded {
+                kept.body = decoded;
+            }
+            return Err(e);
+        }
     };
     if prepared.nonconforming > 0 {
         if let Some(problem) = &prepared.first_problem {
-            tracing::warn!(count = prepared.nonconforming, "written though it {problem}");
+            tracing::warn!(%peer, count = prepared.nonconforming, "written though it {problem}");
         }
     }
-    let (records, nonconforming) = (prepared.records, prepared.nonconforming);
-    let (requests, responses) = (prepared.requests, prepared.responses);
-    app.output.write(prepared.lines).await?;
+    let verdicts = app.correlator.classify(peer.ip(), &prepared.keys);
+    let duplicates = verdicts.iter().filter(|v| **v == Verdict::Duplicate).count();
+    let lines = if duplicates == 0 {
+        prepared.lines
+    } else {
+        tracing::debug!(%peer, duplicates, "retried records not written again");
+        prepared.lines_to_write(&verdicts)
+    };
+    if !lines.is_empty() {
+        app.output.write(lines).await?;
+    }
+    app.correlator.commit(peer.ip(), &prepared.keys, &verdicts);
+    let written = prepared.records - duplicates;
     let s = &app.stats;
-    Stats::add(&s.records_written, records as u64);
-    Stats::add(&s.requests_written, requests as u64);
-    Stats::add(&s.responses_written, responses as u64);
-    Stats::add(&s.nonconforming_written, nonconforming as u64);
-    Ok((records, nonconforming))
+    Stats::add(&s.records_written, written as u64);
+    Stats::add(&s.requests_written, prepared.requests as u64);
+    Stats::add(&s.responses_written, prepared.responses as u64);
+    Stats::add(&s.nonconforming_written, prepared.nonconforming as u64);
+    Ok(Accepted {
+        records: prepared.records,
+        nonconforming: prepared.nonconforming,
+        duplicates,
+    })
+}
+
+enum BodyError {
+    /// Over the limit; the first `limit` bytes.
+    TooLarge(Bytes),
+    /// The connection failed.
+    Read(String),
+}
+
+/// Reads a whole body of at most `limit` bytes; over it, returns the first `limit` bytes.
+async fn read_body<B>(mut body: B, limit: usize) -> Result<Bytes, BodyError>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let mut len = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| BodyError::Read(e.to_string()))?;
+        let Ok(data) = frame.into_data() else { continue };
+        if len + data.len() > limit {
+            chunks.push(data.slice(..limit - len));
+            return Err(BodyError::TooLarge(concat(chunks, limit)));
+        }
+        len += data.len();
+        chunks.push(data);
+    }
+    Ok(concat(chunks, len))
+}
+
+fn concat(mut chunks: Vec<Bytes>, len: usize) -> Bytes {
+    if chunks.len() == 1 {
+        return chunks.pop().unwrap_or_default();
+    }
+    let mut all = Vec::with_capacity(len);
+    for c in &chunks {
+        all.extend_from_slice(c);
+    }
+    Bytes::from(all)
 }
 
 /// The answer for a refusal: its status, `{"error": …}`, and `Retry-After` when it applies.

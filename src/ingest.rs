@@ -7,6 +7,7 @@
 use http::StatusCode;
 
 use crate::batch::{self, Shape, SplitError};
+use crate::correlate::{Fingerprint, RecordKey, Verdict};
 use crate::decode::DecodeError;
 use crate::minify::minify_into;
 use crate::output::WriteError;
@@ -68,6 +69,14 @@ impl IngestError {
         }
     }
 
+    /// True for the refusals whose body the rejects file keeps (400, 413, 415, 422).
+    pub fn keeps_body(&self) -> bool {
+        !matches!(
+            self,
+            IngestError::BodyTimeout { .. } | IngestError::BodyRead(_) | IngestError::Output(_)
+        )
+    }
+
     /// True when the body may not have been read to its end (the connection must close).
     pub fn leaves_body_unread(&self) -> bool {
         matches!(
@@ -97,10 +106,66 @@ pub struct Prepared {
     pub nonconforming: usize,
     /// The first problem, with where it is, for the warning.
     pub first_problem: Option<String>,
+    /// Per record: kind, sequence and fingerprint when it conforms (for correlation).
+    pub keys: Vec<Option<RecordKey>>,
+    /// Per record: where its line ends in `lines`.
+    pub ends: Vec<usize>,
 }
 
-/// Splits, checks and minifies `body`. Strict mode refuses the whole body for one bad record.
-pub fn prepare(body: &[u8], strict: bool) -> Result<Prepared, IngestError> {
+impl Prepared {
+    /// The lines of the records not judged duplicates.
+    pub fn lines_to_write(&self, verdicts: &[Verdict]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.lines.len());
+        let mut start = 0;
+        for (end, v) in self.ends.iter().zip(verdicts) {
+            if *v != Verdict::Duplicate {
+                out.extend_from_slice(&self.lines[start..*end]);
+            }
+            start = *end;
+        }
+        out
+    }
+}
+
+/// Members added to each record with `--annotate`.
+#[derive(Debug, Clone)]
+pub struct Annotation {
+    /// `,"_received_at":"…","_peer":"…"` (and `"_client"`), ready to splice in.
+    members: String,
+}
+
+impl Annotation {
+    /// The members for a record received at `received_at` (RFC 3339) from `peer`, with the
+    /// client certificate's subject when there is one.
+    pub fn new(received_at: &str, peer: &str, client: Option<&str>) -> Annotation {
+        let q = |v: &str| serde_json::to_string(v).unwrap_or_else(|_| "\"\"".into());
+        let mut members = format!(",\"_received_at\":{},\"_peer\":{}", q(received_at), q(peer));
+        if let Some(c) = client {
+            members.push_str(&format!(",\"_client\":{}", q(c)));
+        }
+        Annotation { members }
+    }
+
+    /// Adds the members as the last ones of the object that ends `line`.
+    fn apply(&self, line: &mut Vec<u8>, record_start: usize) {
+        if line.last() != Some(&b'}') {
+            return;
+        }
+        line.pop();
+        let empty_object = line.len() == record_start + 1;
+        let members = if empty_object {
+            &self.members[1..]
+        } else {
+            &self.members[..]
+        };
+        line.extend_from_slice(members.as_bytes());
+        line.push(b'}');
+    }
+}
+
+/// Splits, checks and minifies `body`, annotating each record when asked. Strict mode refuses
+/// the whole body for one bad record.
+pub fn prepare(body: &[u8], strict: bool, annotation: Option<&Annotation>) -> Result<Prepared, IngestError> {
     let split = batch::split(body)?;
     let batch = split.shape != Shape::Single;
     let mut out = Prepared {
@@ -108,12 +173,16 @@ pub fn prepare(body: &[u8], strict: bool) -> Result<Prepared, IngestError> {
         records: split.records.len(),
         ..Prepared::default()
     };
+    out.keys.reserve(split.records.len());
     for (i, raw) in split.records.iter().enumerate() {
-        match record::check(raw.get()) {
-            Ok(r) => match r.kind() {
-                Kind::Request => out.requests += 1,
-                Kind::Response => out.responses += 1,
-            },
+        let key = match record::check(raw.get()) {
+            Ok(r) => {
+                match r.kind() {
+                    Kind::Request => out.requests += 1,
+                    Kind::Response => out.responses += 1,
+                }
+                Some((r.kind(), r.sequence()))
+            }
             Err(problem) => {
                 let where_ = if batch {
                     format!("record {} ", i + 1)
@@ -127,10 +196,21 @@ pub fn prepare(body: &[u8], strict: bool) -> Result<Prepared, IngestError> {
                 if out.first_problem.is_none() {
                     out.first_problem = Some(format!("{where_}does not conform: {problem}"));
                 }
+                None
             }
-        }
+        };
+        let start = out.lines.len();
         minify_into(raw.get().as_bytes(), &mut out.lines);
+        out.keys.push(key.map(|(kind, sequence)| RecordKey {
+            kind,
+            sequence,
+            fingerprint: Fingerprint::of(&out.lines[start..]),
+        }));
+        if let Some(a) = annotation {
+            a.apply(&mut out.lines, start);
+        }
         out.lines.push(b'\n');
+        out.ends.push(out.lines.len());
     }
     Ok(out)
 }
@@ -144,13 +224,13 @@ mod tests {
     #[test]
     fn lenient_writes_and_counts_strict_refuses() {
         let body = format!("[{REQ}, {{\"sequence\": 2, \"note\": \"no kind\"}}]");
-        let p = prepare(body.as_bytes(), false).unwrap();
+        let p = prepare(body.as_bytes(), false, None).unwrap();
         assert_eq!((p.records, p.requests, p.nonconforming), (2, 1, 1));
         assert_eq!(
             String::from_utf8(p.lines).unwrap(),
             "{\"sequence\":1,\"request\":{\"Method\":\"GET\",\"RequestURI\":\"/\"}}\n{\"sequence\":2,\"note\":\"no kind\"}\n"
         );
-        let e = prepare(body.as_bytes(), true).unwrap_err();
+        let e = prepare(body.as_bytes(), true, None).unwrap_err();
         assert_eq!(e.status(), StatusCode::UNPROCESSABLE_ENTITY);
         assert!(e
             .to_string()
@@ -158,14 +238,35 @@ mod tests {
     }
 
     #[test]
+    fn annotations_are_the_last_members_and_do_not_change_the_fingerprint() {
+        let a = Annotation::new("2026-11-25T15:35:22.123Z", "10.1.2.3:4000", Some("CN=s\"1"));
+        let body = format!("{REQ}\n{{}}\n");
+        let p = prepare(body.as_bytes(), false, Some(&a)).unwrap();
+        let text = String::from_utf8(p.lines.clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].ends_with(
+            r#""RequestURI":"/"},"_received_at":"2026-11-25T15:35:22.123Z","_peer":"10.1.2.3:4000","_client":"CN=s\"1"}"#
+        ));
+        assert!(lines[1].starts_with(r#"{"_received_at":"#));
+        let plain = prepare(body.as_bytes(), false, None).unwrap();
+        assert_eq!(p.keys[0], plain.keys[0]);
+        assert!(p.keys[0].is_some() && p.keys[1].is_none());
+        let kept = p.lines_to_write(&[Verdict::Duplicate, Verdict::New]);
+        assert_eq!(String::from_utf8(kept).unwrap(), format!("{}\n", lines[1]));
+    }
+
+    #[test]
     fn statuses() {
-        assert_eq!(prepare(b"", false).unwrap_err().status(), StatusCode::BAD_REQUEST);
         assert_eq!(
-            prepare(b"[]", false).unwrap_err().status(),
+            prepare(b"", false, None).unwrap_err().status(),
             StatusCode::BAD_REQUEST
         );
         assert_eq!(
-            prepare(b"\"x\"", false).unwrap_err().status(),
+            prepare(b"[]", false, None).unwrap_err().status(),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            prepare(b"\"x\"", false, None).unwrap_err().status(),
             StatusCode::BAD_REQUEST
         );
         let e = IngestError::Output(WriteError::QueueFull);

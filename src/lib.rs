@@ -25,9 +25,11 @@
 
 #![forbid(unsafe_code)]
 
+pub mod aging;
 pub mod batch;
 pub mod certgen;
 pub mod connection;
+pub mod correlate;
 pub mod daemon;
 pub mod decode;
 pub mod diagnostics;
@@ -36,6 +38,7 @@ pub mod ingest;
 pub mod minify;
 pub mod output;
 pub mod record;
+pub mod rejects;
 pub mod server;
 pub mod settings;
 pub mod shutdown;

@@ -29,7 +29,8 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(daemon::run(settings)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(daemon::Stopped::Clean) => ExitCode::SUCCESS,
+        Ok(daemon::Stopped::OutputGone(_)) => ExitCode::from(1),
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(2)

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::settings::OutputTarget;
 
@@ -31,8 +31,10 @@ const MAX_GATHER: usize = 8 << 20;
 
 /// The output could not be opened.
 #[derive(Debug, thiserror::Error)]
-#[error("LOGGER_OUTPUT={}: {reason}", path.display())]
+#[error("{setting}={}: {reason}", path.display())]
 pub struct OpenError {
+    /// The setting that named the file.
+    pub setting: &'static str,
     /// The file.
     pub path: PathBuf,
     /// Why.
@@ -51,6 +53,9 @@ pub enum WriteError {
     /// `write(2)` or `fdatasync(2)` failed; the output was rolled back.
     #[error("write failed: {0}")]
     Io(String),
+    /// The reader of a pipe is gone; nothing can be written again.
+    #[error("output gone: {0}")]
+    Gone(String),
 }
 
 /// What the writer receives.
@@ -59,6 +64,8 @@ enum Msg {
     Job(Job),
     /// Write what is queued, sync, and stop.
     Stop,
+    /// Reopen the file by its path (after logrotate moved it).
+    Reopen(oneshot::Sender<Result<(), String>>),
 }
 
 /// One request's lines and the way back to it.
@@ -87,6 +94,8 @@ pub struct Output {
     budget: Arc<Semaphore>,
     healthy: Arc<AtomicBool>,
     stats: Arc<OutputStats>,
+    /// Turns `Some(reason)` when the output can never be written again (stdout's reader gone).
+    fatal: watch::Receiver<Option<String>>,
 }
 
 /// The writer thread; [`Writer::finish`] waits for it to write what is queued and sync.
@@ -108,6 +117,8 @@ impl Writer {
 /// Where bytes go, and how to take a failed write back.
 struct Sink {
     file: File,
+    /// The path to reopen on SIGHUP; `None` for stdout.
+    path: Option<PathBuf>,
     fsync: bool,
     /// Whether a failed write can be truncated away (regular files only).
     seekable: bool,
@@ -124,6 +135,7 @@ impl Output {
                     .as_fd()
                     .try_clone_to_owned()
                     .map_err(|e| OpenError {
+                        setting: "LOGGER_OUTPUT",
                         path: "-".into(),
                         reason: e.to_string(),
                     })?;
@@ -131,6 +143,7 @@ impl Output {
                 let seekable = file.metadata().map(|m| m.is_file()).unwrap_or(false);
                 Sink {
                     file,
+                    path: None,
                     fsync,
                     seekable,
                     append: false,
@@ -138,6 +151,7 @@ impl Output {
             }
             OutputTarget::File(path) => {
                 let err = |reason: String| OpenError {
+                    setting: "LOGGER_OUTPUT",
                     path: path.clone(),
                     reason,
                 };
@@ -145,16 +159,14 @@ impl Output {
                     return Err(err("is a directory".into()));
                 }
                 recover_partial_tail(path).map_err(|e| err(format!("cannot check its last line: {e}")))?;
-                let file = OpenOptions::new()
-                    .append(true)
-                    .create(true)
-                    .mode(0o640)
-                    .open(path)
-                    .map_err(|e| err(io_reason(&e)))?;
+                let file = open_append(path).map_err(|e| err(io_reason(&e)))?;
+                // A character device (/dev/null) is neither truncated nor synced.
+                let seekable = file.metadata().map(|m| m.is_file()).unwrap_or(false);
                 Sink {
                     file,
+                    path: Some(path.clone()),
                     fsync,
-                    seekable: true,
+                    seekable,
                     append: true,
                 }
             }
@@ -162,13 +174,15 @@ impl Output {
         let (tx, rx) = mpsc::channel::<Msg>(QUEUE_JOBS);
         let healthy = Arc::new(AtomicBool::new(true));
         let stats = Arc::new(OutputStats::default());
+        let (fatal_tx, fatal) = watch::channel(None);
         let thread = {
             let healthy = healthy.clone();
             let stats = stats.clone();
             std::thread::Builder::new()
                 .name("output-writer".into())
-                .spawn(move || run_writer(sink, rx, &healthy, &stats))
+                .spawn(move || run_writer(sink, rx, &healthy, &stats, &fatal_tx))
                 .map_err(|e| OpenError {
+                    setting: "LOGGER_OUTPUT",
                     path: target.to_string().into(),
                     reason: format!("cannot start the writer thread: {e}"),
                 })?
@@ -179,6 +193,7 @@ impl Output {
                 budget: Arc::new(Semaphore::new(QUEUE_BYTES)),
                 healthy,
                 stats,
+                fatal,
             },
             Writer { thread, tx },
         ))
@@ -211,21 +226,48 @@ impl Output {
         self.healthy.load(Ordering::Relaxed)
     }
 
+    /// Reopens the file by its path, for logrotate's move-and-create. Records written before
+    /// the reopen are in the old file, every later one in the new: none lost, none twice.
+    pub async fn reopen(&self) -> Result<(), String> {
+        let (done, result) = oneshot::channel();
+        self.tx
+            .send(Msg::Reopen(done))
+            .await
+            .map_err(|_| "output closed".to_string())?;
+        result.await.unwrap_or_else(|_| Err("output closed".into()))
+    }
+
+    /// Resolves to the reason when the output can never be written again.
+    pub fn fatal(&self) -> watch::Receiver<Option<String>> {
+        self.fatal.clone()
+    }
+
     /// The writer's counters.
     pub fn stats(&self) -> &OutputStats {
         &self.stats
     }
 }
 
-fn run_writer(mut sink: Sink, mut rx: mpsc::Receiver<Msg>, healthy: &AtomicBool, stats: &OutputStats) {
+fn run_writer(
+    mut sink: Sink,
+    mut rx: mpsc::Receiver<Msg>,
+    healthy: &AtomicBool,
+    stats: &OutputStats,
+    fatal: &watch::Sender<Option<String>>,
+) {
     let mut batch: Vec<Job> = Vec::new();
     let mut buf: Vec<u8> = Vec::new();
+    let mut pending_reopen: Option<oneshot::Sender<Result<(), String>>> = None;
     while let Some(msg) = rx.blocking_recv() {
         let first = match msg {
             Msg::Job(job) => job,
             Msg::Stop => {
                 // Refuse new writes; the loop goes on until what is queued is written.
                 rx.close();
+                continue;
+            }
+            Msg::Reopen(done) => {
+                let _ = done.send(sink.reopen());
                 continue;
             }
         };
@@ -238,6 +280,11 @@ fn run_writer(mut sink: Sink, mut rx: mpsc::Receiver<Msg>, healthy: &AtomicBool,
                     batch.push(job);
                 }
                 Ok(Msg::Stop) => rx.close(),
+                Ok(Msg::Reopen(done)) => {
+                    // Write what was gathered first: it was received before the reopen.
+                    pending_reopen = Some(done);
+                    break;
+                }
                 Err(_) => break,
             }
         }
@@ -261,11 +308,17 @@ fn run_writer(mut sink: Sink, mut rx: mpsc::Receiver<Msg>, healthy: &AtomicBool,
             Err(e) => {
                 stats.failures.fetch_add(1, Ordering::Relaxed);
                 healthy.store(false, Ordering::Relaxed);
-                tracing::error!(records_refused = batch.len(), "output: {e}");
+                tracing::error!(requests_refused = batch.len(), "output: {e}");
+                if sink.path.is_none() && matches!(e, WriteError::Gone(_)) && fatal.borrow().is_none() {
+                    let _ = fatal.send(Some(e.to_string()));
+                }
             }
         }
         for job in batch.drain(..) {
             let _ = job.done.send(result.clone());
+        }
+        if let Some(done) = pending_reopen.take() {
+            let _ = done.send(sink.reopen());
         }
         if buf.capacity() > 4 * MAX_GATHER {
             buf = Vec::new();
@@ -288,10 +341,17 @@ impl Sink {
         } else {
             self.file.stream_position().ok()
         };
-        let result =
-            self.file
-                .write_all(data)
-                .and_then(|()| if self.fsync { self.file.sync_data() } else { Ok(()) });
+        let result = self
+            .file
+            .write_all(data)
+            // Pipes and terminals cannot be synced (EINVAL); only regular files are.
+            .and_then(|()| {
+                if self.fsync && self.seekable {
+                    self.file.sync_data()
+                } else {
+                    Ok(())
+                }
+            });
         match result {
             Ok(()) => Ok(()),
             Err(e) => {
@@ -305,10 +365,48 @@ impl Sink {
                         tracing::error!("output: cannot roll back a failed write: {u}");
                     }
                 }
-                Err(WriteError::Io(io_reason(&e)))
+                if e.kind() == std::io::ErrorKind::BrokenPipe {
+                    Err(WriteError::Gone(io_reason(&e)))
+                } else {
+                    Err(WriteError::Io(io_reason(&e)))
+                }
             }
         }
     }
+
+    fn reopen(&mut self) -> Result<(), String> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        match open_append(path) {
+            Ok(file) => {
+                // The old file is complete: every batch before this message was written whole.
+                if self.fsync {
+                    let _ = self.file.sync_data();
+                }
+                self.file = file;
+                tracing::info!("output reopened: {}", path.display());
+                Ok(())
+            }
+            Err(e) => {
+                let reason = format!(
+                    "cannot reopen {}: {}; still writing to the old file",
+                    path.display(),
+                    io_reason(&e)
+                );
+                tracing::error!("{reason}");
+                Err(reason)
+            }
+        }
+    }
+}
+
+fn open_append(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o640)
+        .open(path)
 }
 
 fn io_reason(e: &std::io::Error) -> String {

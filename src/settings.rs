@@ -73,6 +73,21 @@ pub struct ServeArgs {
     /// Largest request body, counted after decompression [default: 16MiB]
     #[arg(long, env = "LOGGER_MAX_BODY", value_name = "SIZE")]
     pub max_body: Option<String>,
+    /// File that keeps every refused body (400, 413, 415, 422) as one NDJSON line, with why [default: none]
+    #[arg(long, env = "LOGGER_REJECTS", value_name = "FILE")]
+    pub rejects: Option<String>,
+    /// Add "_received_at" and "_peer" as the last members of each record [default: off]
+    #[arg(long, env = "LOGGER_ANNOTATE", value_name = "BOOL", num_args = 0..=1, default_missing_value = "on")]
+    pub annotate: Option<String>,
+    /// A request with no response after this is counted unanswered [default: 5m]
+    #[arg(long, env = "LOGGER_RESPONSE_TIMEOUT", value_name = "DURATION")]
+    pub response_timeout: Option<String>,
+    /// Most requests waiting for their response; beyond it the oldest is dropped [default: 100000]
+    #[arg(long, env = "LOGGER_MAX_PENDING", value_name = "N")]
+    pub max_pending: Option<String>,
+    /// Correlation key: "address" (sender IP and sequence) or "sequence" alone, for senders behind a proxy [default: address]
+    #[arg(long, env = "LOGGER_CORRELATE_BY", value_name = "KEY")]
+    pub correlate_by: Option<String>,
     /// Where the embedded default certificate is kept [default: ./certs]
     #[arg(long, env = "LOGGER_CERT_DIR", value_name = "DIR")]
     pub cert_dir: Option<String>,
@@ -97,6 +112,40 @@ pub struct ServeArgs {
     /// Diagnostics filter, RUST_LOG style: a level, or target=level pairs [default: info]
     #[arg(long, env = "RUST_LOG", value_name = "FILTER")]
     pub log_level: Option<String>,
+}
+
+impl ServeArgs {
+    fn without_empty_values(&self) -> ServeArgs {
+        let mut a = self.clone();
+        for v in [
+            &mut a.cert,
+            &mut a.key,
+            &mut a.port,
+            &mut a.ip,
+            &mut a.output,
+            &mut a.strict,
+            &mut a.fsync,
+            &mut a.max_body,
+            &mut a.rejects,
+            &mut a.annotate,
+            &mut a.response_timeout,
+            &mut a.max_pending,
+            &mut a.correlate_by,
+            &mut a.cert_dir,
+            &mut a.handshake_timeout,
+            &mut a.header_timeout,
+            &mut a.body_timeout,
+            &mut a.idle_timeout,
+            &mut a.max_connections,
+            &mut a.shutdown_timeout,
+            &mut a.log_level,
+        ] {
+            if v.as_deref().is_some_and(|s| s.trim().is_empty()) {
+                *v = None;
+            }
+        }
+        a
+    }
 }
 
 /// Where records go.
@@ -179,6 +228,12 @@ pub struct Settings {
     pub strict: bool,
     /// fdatasync before acknowledging.
     pub fsync: bool,
+    /// Where refused bodies are kept.
+    pub rejects: Option<PathBuf>,
+    /// Add `_received_at` and `_peer` to each record.
+    pub annotate: bool,
+    /// Correlation and duplicate suppression.
+    pub correlate: crate::correlate::CorrelateConfig,
     /// Limits on peers.
     pub limits: Limits,
     /// Diagnostics filter.
@@ -197,6 +252,9 @@ pub fn parse_cli() -> (Cli, ArgMatches) {
 impl Settings {
     /// Checks the raw arguments; `matches` tells for each whether it came from a flag or a variable.
     pub fn from_matches(args: &ServeArgs, matches: &ArgMatches) -> Result<Settings, SettingsError> {
+        // An empty value is an unset one, as the Go program treats `LOGGER_IP=` (and as an
+        // environment file with a blank value for a setting means).
+        let args = &args.without_empty_values();
         let named = Namer { matches };
         let path =
             |id: &str, flag: &str, env: &str, v: &Option<String>| -> Result<Option<PathBuf>, SettingsError> {
@@ -236,15 +294,6 @@ impl Settings {
         };
         let output = match args.output.as_deref() {
             None | Some("-") => OutputTarget::Stdout,
-            Some("") => {
-                return Err(named.error(
-                    "output",
-                    "--output",
-                    "LOGGER_OUTPUT",
-                    "",
-                    "empty path; use - for stdout",
-                ))
-            }
             Some(s) => OutputTarget::File(PathBuf::from(s)),
         };
         let boolean = |id: &str, flag: &str, env: &str, v: &Option<String>| -> Result<bool, SettingsError> {
@@ -263,6 +312,62 @@ impl Settings {
         };
         let strict = boolean("strict", "--strict", "LOGGER_STRICT", &args.strict)?;
         let fsync = boolean("fsync", "--fsync", "LOGGER_FSYNC", &args.fsync)?;
+        let annotate = boolean("annotate", "--annotate", "LOGGER_ANNOTATE", &args.annotate)?;
+        let rejects = path("rejects", "--rejects", "LOGGER_REJECTS", &args.rejects)?;
+        if let (Some(r), OutputTarget::File(o)) = (&rejects, &output) {
+            if r == o {
+                return Err(named.error(
+                    "rejects",
+                    "--rejects",
+                    "LOGGER_REJECTS",
+                    &r.display().to_string(),
+                    "the same file as LOGGER_OUTPUT; refused bodies must not mix with records",
+                ));
+            }
+        }
+        let mut correlate = crate::correlate::CorrelateConfig::default();
+        if let Some(s) = &args.response_timeout {
+            correlate.response_timeout = parse_duration(s).map_err(|r| {
+                named.error(
+                    "response_timeout",
+                    "--response-timeout",
+                    "LOGGER_RESPONSE_TIMEOUT",
+                    s,
+                    r,
+                )
+            })?;
+            correlate.duplicate_window = correlate.response_timeout;
+        }
+        if let Some(s) = &args.max_pending {
+            correlate.max_pending = match s.trim().parse::<usize>() {
+                Ok(n) if (1..=10_000_000).contains(&n) => n,
+                _ => {
+                    return Err(named.error(
+                        "max_pending",
+                        "--max-pending",
+                        "LOGGER_MAX_PENDING",
+                        s,
+                        "not a count (1-10000000)",
+                    ))
+                }
+            };
+            correlate.duplicate_cap = correlate.max_pending.saturating_mul(2);
+        }
+        if let Some(s) = &args.correlate_by {
+            correlate.by_address = match s.trim().to_ascii_lowercase().as_str() {
+                "address" | "peer" => true,
+                "sequence" => false,
+                _ => {
+                    return Err(named.error(
+                        "correlate_by",
+                        "--correlate-by",
+                        "LOGGER_CORRELATE_BY",
+                        s,
+                        "not a correlation key (address or sequence)",
+                    ))
+                }
+            };
+        }
 
         let defaults = Limits::default();
         let duration = |id: &str, flag: &str, env: &str, v: &Option<String>, default: Duration| match v {
@@ -363,6 +468,9 @@ impl Settings {
             output,
             strict,
             fsync,
+            rejects,
+            annotate,
+            correlate,
             limits,
             log_filter,
         })
@@ -404,7 +512,7 @@ impl Namer<'_> {
         reason: impl Into<String>,
     ) -> SettingsError {
         let from_env = matches!(self.matches.value_source(id), Some(ValueSource::EnvVariable));
-        let looks_like_path = matches!(id, "cert" | "key" | "cert_dir" | "output");
+        let looks_like_path = matches!(id, "cert" | "key" | "cert_dir" | "output" | "rejects");
         SettingsError {
             name: if from_env {
                 env.to_string()
@@ -532,6 +640,8 @@ mod tests {
         assert!(settings(&["--key", "x.key"])
             .unwrap_err()
             .contains("without a certificate"));
+        // Empty is unset, as in the Go program.
+        assert_eq!(settings(&["--port", "", "--ip", ""]).unwrap().port, 8443);
     }
 
     #[test]

@@ -28,14 +28,20 @@ async fn records_single_batch_and_ndjson_are_written_one_per_line() {
     let r = c.post(RESPONSE_FIXTURE).await;
     assert_eq!(r.status, 200);
 
-    let batch = format!("[{REQUEST_FIXTURE},{RESPONSE_FIXTURE}]");
+    // Each shape with its own sequences: the same record again would be a retry, not written twice.
+    let seq = |text: &str, n: u32| text.replacen("302", &n.to_string(), 1);
+    let batch = format!("[{},{}]", seq(REQUEST_FIXTURE, 303), seq(RESPONSE_FIXTURE, 303));
     assert_eq!(c.post(batch).await.json(), serde_json::json!({"accepted": 2}));
-    let ndjson = format!("{}\n{}\n", minified(REQUEST_FIXTURE), minified(RESPONSE_FIXTURE));
+    let ndjson = format!(
+        "{}\n{}\n",
+        minified(&seq(REQUEST_FIXTURE, 304)),
+        minified(&seq(RESPONSE_FIXTURE, 304))
+    );
     assert_eq!(c.post(ndjson).await.json(), serde_json::json!({"accepted": 2}));
 
     // HTTP/2 on the same listener.
     let mut c2 = Client::h2(d.addr, &certs.ca_der).await;
-    assert_eq!(c2.post(REQUEST_FIXTURE).await.status, 200);
+    assert_eq!(c2.post(seq(REQUEST_FIXTURE, 305)).await.status, 200);
 
     let (code, _) = d.stop();
     assert_eq!(code, 0);
@@ -45,7 +51,9 @@ async fn records_single_batch_and_ndjson_are_written_one_per_line() {
     let req: serde_json::Value = serde_json::from_str(REQUEST_FIXTURE).unwrap();
     let resp: serde_json::Value = serde_json::from_str(RESPONSE_FIXTURE).unwrap();
     for (i, line) in lines.iter().enumerate() {
-        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(v["sequence"], [302, 302, 303, 303, 304, 304, 305][i]);
+        v["sequence"] = 302.into();
         let want = if [0, 2, 4, 6].contains(&i) { &req } else { &resp };
         assert_eq!(&v, want, "line {}", i + 1);
         assert!(!line.contains(": ") && !line.contains('\n'));
