@@ -13,9 +13,6 @@ async fn no_settings_at_all_serves_on_8443_with_a_certificate_it_makes() {
     let dir = TempDir::new("embedded");
     let out = dir.join("extrahop-ade-log.json");
     let start = || Start {
-        args: Vec::new(),
-        env: Vec::new(),
-        cwd: Some(dir.path()),
         stdout: Some(
             std::fs::OpenOptions::new()
                 .create(true)
@@ -23,6 +20,7 @@ async fn no_settings_at_all_serves_on_8443_with_a_certificate_it_makes() {
                 .open(&out)
                 .unwrap(),
         ),
+        ..Start::bare(dir.path())
     };
     let d = start().start();
     assert_eq!(d.addr.port(), 8443);

@@ -87,10 +87,8 @@ async fn the_vendor_workflow_end_to_end() {
         let log = dir.join(&format!("extrahop-ade-log-{round}.json"));
         let port = free_port().to_string();
         let mut start = Start {
-            args: Vec::new(),
-            env: Vec::new(),
-            cwd: Some(dir.path()),
             stdout: Some(std::fs::File::create(&log).unwrap()),
+            ..Start::bare(dir.path())
         }
         .env("LOGGER_PORT", port.clone())
         .env("LOGGER_IP", "127.0.0.1");

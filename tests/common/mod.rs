@@ -92,6 +92,8 @@ pub struct Start<'a> {
     pub env: Vec<(String, String)>,
     pub cwd: Option<&'a Path>,
     pub stdout: Option<std::fs::File>,
+    /// Give the daemon a pipe for stdout (taken from `Daemon::child.stdout`).
+    pub pipe_stdout: bool,
 }
 
 impl<'a> Start<'a> {
@@ -111,6 +113,18 @@ impl<'a> Start<'a> {
             env: Vec::new(),
             cwd: None,
             stdout: None,
+            pipe_stdout: false,
+        }
+    }
+
+    /// No arguments at all: only what the caller adds.
+    pub fn bare(cwd: &'a Path) -> Start<'a> {
+        Start {
+            args: Vec::new(),
+            env: Vec::new(),
+            cwd: Some(cwd),
+            stdout: None,
+            pipe_stdout: false,
         }
     }
 
@@ -163,6 +177,7 @@ impl Daemon {
         cmd.stdin(Stdio::null()).stderr(Stdio::piped());
         match s.stdout {
             Some(f) => cmd.stdout(f),
+            None if s.pipe_stdout => cmd.stdout(Stdio::piped()),
             None => cmd.stdout(Stdio::null()),
         };
         let mut child = cmd.spawn().expect("start the daemon");
@@ -212,6 +227,18 @@ impl Daemon {
             .unwrap()
             .success();
         assert!(ok, "kill -{sig}");
+    }
+
+    /// Waits until stderr has a line containing `needle` (at most `limit`).
+    pub fn wait_for_log(&self, needle: &str, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if self.stderr().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
     }
 
     /// SIGTERM, then waits for the exit code (at most 30 s).
@@ -304,6 +331,13 @@ pub struct Client {
 }
 
 impl Client {
+    /// A client over an HTTP/1 connection made elsewhere.
+    pub fn from_h1(sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>) -> Client {
+        Client {
+            sender: Sender::H1(sender),
+        }
+    }
+
     pub async fn h1(addr: SocketAddr, ca: &CertificateDer<'static>) -> Client {
         let tls = tls_connect(addr, ca, &[b"http/1.1"]).await;
         let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
