@@ -22,6 +22,7 @@ use crate::correlate::{Correlator, Verdict};
 use crate::decode;
 use crate::ingest::{self, Annotation, IngestError};
 use crate::output::Output;
+use crate::record::Kind;
 use crate::rejects::Rejects;
 use crate::stats::Stats;
 use crate::timefmt::rfc3339_millis;
@@ -87,6 +88,7 @@ where
             r#"{"error":"not found; records go to POST /log"}"#,
         ),
     };
+    app.stats.http_answers.count(answer.status().as_u16());
     Ok(answer)
 }
 
@@ -135,6 +137,7 @@ where
         Err(e) => {
             Stats::add(&app.stats.posts_refused, 1);
             let status = e.status();
+            app.stats.posts_refused_by_status.count(status.as_u16());
             tracing::warn!(%peer, status = status.as_u16(), "refused: {e}");
             if let (Some(rejects), true) = (&app.rejects, e.keeps_body()) {
                 if let Err(w) = rejects
@@ -243,21 +246,35 @@ where
     }
     let verdicts = app.correlator.classify(peer.ip(), &prepared.keys);
     let duplicates = verdicts.iter().filter(|v| **v == Verdict::Duplicate).count();
+    // Only records that conform have a key, so only they can be retries.
+    let (mut duplicate_requests, mut duplicate_responses) = (0u64, 0u64);
     let lines = if duplicates == 0 {
         prepared.lines
     } else {
         tracing::debug!(%peer, duplicates, "retried records not written again");
+        for (key, v) in prepared.keys.iter().zip(&verdicts) {
+            match (key, v) {
+                (Some(k), Verdict::Duplicate) if k.kind == Kind::Request => duplicate_requests += 1,
+                (Some(_), Verdict::Duplicate) => duplicate_responses += 1,
+                _ => {}
+            }
+        }
         prepared.lines_to_write(&verdicts)
     };
+    let written = prepared.records - duplicates;
     if !lines.is_empty() {
-        app.output.write(lines).await?;
+        app.output.write_records(lines, written).await?;
     }
     app.correlator.commit(peer.ip(), &prepared.keys, &verdicts);
-    let written = prepared.records - duplicates;
     let s = &app.stats;
     Stats::add(&s.records_written, written as u64);
-    Stats::add(&s.requests_written, prepared.requests as u64);
-    Stats::add(&s.responses_written, prepared.responses as u64);
+    Stats::add(&s.requests_written, prepared.requests as u64 - duplicate_requests);
+    Stats::add(
+        &s.responses_written,
+        prepared.responses as u64 - duplicate_responses,
+    );
+    Stats::add(&s.duplicate_requests, duplicate_requests);
+    Stats::add(&s.duplicate_responses, duplicate_responses);
     Stats::add(&s.nonconforming_written, prepared.nonconforming as u64);
     Ok(Accepted {
         records: prepared.records,

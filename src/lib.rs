@@ -5,7 +5,9 @@
 //! The modules, in the order a record meets them:
 //!
 //! - [`settings`] — the command line and `LOGGER_*` variables, checked into `Settings`.
-//! - [`daemon`] — start (certificate, output, listeners, the start line), serve, stop.
+//! - [`daemon`] — start (certificate, output, listeners, the start line), serve, stop; reload,
+//!   the watchdog and other background duties.
+//! - [`activation`] — listening sockets passed by systemd (`LISTEN_FDS`).
 //! - [`server`] — binding, accept loops, the connection cap, the graceful stop.
 //! - [`connection`] — one connection: TLS handshake, HTTP/1.1 or HTTP/2, header and idle timeouts.
 //! - [`tls`] — PEM loading and its errors, the rustls configuration.
@@ -19,12 +21,17 @@
 //! - [`minify`] — whitespace removal that changes nothing else.
 //! - [`output`] — the single writer: gathered writes, fsync, rollback, partial-line recovery.
 //! - [`stats`] — counters.
+//! - [`metrics`] — the counters in the Prometheus text format.
+//! - [`admin`] — the plain-HTTP listener for `/metrics` and `/healthz`.
+//! - [`notify`] — `sd_notify`: READY, RELOADING, STOPPING, STATUS, WATCHDOG.
 //! - [`shutdown`] — stop signals.
-//! - [`diagnostics`] — `tracing` to stderr.
+//! - [`diagnostics`] — `tracing` to stderr, as text or JSON lines.
 //! - [`timefmt`] — RFC 3339 and civil time.
 
 #![forbid(unsafe_code)]
 
+pub mod activation;
+pub mod admin;
 pub mod aging;
 pub mod batch;
 pub mod certgen;
@@ -35,7 +42,9 @@ pub mod decode;
 pub mod diagnostics;
 pub mod http;
 pub mod ingest;
+pub mod metrics;
 pub mod minify;
+pub mod notify;
 pub mod output;
 pub mod record;
 pub mod rejects;

@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use ml_api_logger::settings::{self, Command, Settings};
-use ml_api_logger::{daemon, diagnostics};
+use ml_api_logger::{activation, daemon, diagnostics};
 
 fn main() -> ExitCode {
     let (cli, matches) = settings::parse_cli();
@@ -20,7 +20,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    diagnostics::init(&settings.log_filter);
+    diagnostics::init_with(&settings.log_filter, settings.log_format);
+    // Before the runtime starts its threads: taking passed sockets edits the environment.
+    let passed = match activation::take() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -28,7 +36,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(daemon::run(settings)) {
+    match runtime.block_on(daemon::run_with(settings, passed)) {
         Ok(daemon::Stopped::Clean) => ExitCode::SUCCESS,
         Ok(daemon::Stopped::OutputGone(_)) => ExitCode::from(1),
         Err(e) => {

@@ -19,6 +19,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::settings::OutputTarget;
+use crate::stats::{Histogram, BATCH_BUCKETS, IO_BUCKETS};
 
 /// Bytes that may wait for the writer at once; beyond it a request waits, then gets `503`.
 const QUEUE_BYTES: usize = 64 << 20;
@@ -71,13 +72,15 @@ enum Msg {
 /// One request's lines and the way back to it.
 struct Job {
     data: Vec<u8>,
+    /// Records (lines) in `data`, for the records-per-batch histogram.
+    records: u64,
     done: oneshot::Sender<Result<(), WriteError>>,
     /// Holds the request's share of the queue budget until its bytes are written.
     _budget: OwnedSemaphorePermit,
 }
 
-/// Counters the writer keeps; read by health checks and the summary.
-#[derive(Debug, Default)]
+/// Counters the writer keeps; read by health checks, the summary and `/metrics`.
+#[derive(Debug)]
 pub struct OutputStats {
     /// Bytes written and kept.
     pub bytes: AtomicU64,
@@ -85,6 +88,25 @@ pub struct OutputStats {
     pub batches: AtomicU64,
     /// Failed batches (rolled back).
     pub failures: AtomicU64,
+    /// Records gathered into each successful write.
+    pub batch_records: Histogram,
+    /// Time of each `write(2)` of a batch (all of it, however many calls it took).
+    pub write_seconds: Histogram,
+    /// Time of each `fdatasync(2)`, with fsync on.
+    pub sync_seconds: Histogram,
+}
+
+impl Default for OutputStats {
+    fn default() -> Self {
+        OutputStats {
+            bytes: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            batch_records: Histogram::new(&BATCH_BUCKETS),
+            write_seconds: Histogram::new(&IO_BUCKETS),
+            sync_seconds: Histogram::new(&IO_BUCKETS),
+        }
+    }
 }
 
 /// The handle requests use to write; cheap to clone.
@@ -202,6 +224,12 @@ impl Output {
     /// Writes `data` (whole lines) and returns once it has been handed to the kernel, and synced
     /// with fsync on. On error nothing of `data` is in the output.
     pub async fn write(&self, data: Vec<u8>) -> Result<(), WriteError> {
+        let records = data.iter().filter(|b| **b == b'\n').count();
+        self.write_records(data, records).await
+    }
+
+    /// [`Output::write`] for a caller that knows how many records (lines) `data` holds.
+    pub async fn write_records(&self, data: Vec<u8>, records: usize) -> Result<(), WriteError> {
         let want = u32::try_from(data.len().clamp(1, QUEUE_BYTES)).unwrap_or(u32::MAX);
         let budget = tokio::time::timeout(QUEUE_WAIT, self.budget.clone().acquire_many_owned(want))
             .await
@@ -210,6 +238,7 @@ impl Output {
         let (done, result) = oneshot::channel();
         let job = Job {
             data,
+            records: records as u64,
             done,
             _budget: budget,
         };
@@ -246,6 +275,13 @@ impl Output {
     pub fn stats(&self) -> &OutputStats {
         &self.stats
     }
+
+    /// What waits for the writer now: requests, and their bytes.
+    pub fn queue_depth(&self) -> (u64, u64) {
+        let jobs = QUEUE_JOBS.saturating_sub(self.tx.capacity());
+        let bytes = QUEUE_BYTES.saturating_sub(self.budget.available_permits());
+        (jobs as u64, bytes as u64)
+    }
 }
 
 fn run_writer(
@@ -272,11 +308,13 @@ fn run_writer(
             }
         };
         let mut size = first.data.len();
+        let mut records = first.records;
         batch.push(first);
         while size < MAX_GATHER {
             match rx.try_recv() {
                 Ok(Msg::Job(job)) => {
                     size += job.data.len();
+                    records += job.records;
                     batch.push(job);
                 }
                 Ok(Msg::Stop) => rx.close(),
@@ -289,18 +327,19 @@ fn run_writer(
             }
         }
         let result = if batch.len() == 1 {
-            sink.write_batch(&batch[0].data)
+            sink.write_batch(&batch[0].data, stats)
         } else {
             buf.clear();
             for job in &batch {
                 buf.extend_from_slice(&job.data);
             }
-            sink.write_batch(&buf)
+            sink.write_batch(&buf, stats)
         };
         match &result {
             Ok(()) => {
                 stats.bytes.fetch_add(size as u64, Ordering::Relaxed);
                 stats.batches.fetch_add(1, Ordering::Relaxed);
+                stats.batch_records.observe_count(records);
                 if !healthy.swap(true, Ordering::Relaxed) {
                     tracing::info!("output writable again");
                 }
@@ -333,7 +372,7 @@ fn run_writer(
 }
 
 impl Sink {
-    fn write_batch(&mut self, data: &[u8]) -> Result<(), WriteError> {
+    fn write_batch(&mut self, data: &[u8], stats: &OutputStats) -> Result<(), WriteError> {
         let start = if !self.seekable {
             None
         } else if self.append {
@@ -341,17 +380,19 @@ impl Sink {
         } else {
             self.file.stream_position().ok()
         };
-        let result = self
-            .file
-            .write_all(data)
+        let began = std::time::Instant::now();
+        let result = self.file.write_all(data).and_then(|()| {
+            let written = std::time::Instant::now();
+            stats.write_seconds.observe(written - began);
             // Pipes and terminals cannot be synced (EINVAL); only regular files are.
-            .and_then(|()| {
-                if self.fsync && self.seekable {
-                    self.file.sync_data()
-                } else {
-                    Ok(())
-                }
-            });
+            if self.fsync && self.seekable {
+                let synced = self.file.sync_data();
+                stats.sync_seconds.observe(written.elapsed());
+                synced
+            } else {
+                Ok(())
+            }
+        });
         match result {
             Ok(()) => Ok(()),
             Err(e) => {

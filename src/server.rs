@@ -37,7 +37,8 @@ pub fn bind(ip: Option<IpAddr>, port: u16) -> io::Result<Vec<TcpListener>> {
     }
 }
 
-fn bind_one(addr: SocketAddr) -> io::Result<TcpListener> {
+/// Binds one address (address reuse on, IPv6 sockets IPv6-only), listening with a backlog of 1024.
+pub fn bind_one(addr: SocketAddr) -> io::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
     if addr.is_ipv6() {

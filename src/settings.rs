@@ -5,7 +5,7 @@
 //! setting as the operator wrote it (`LOGGER_PORT` or `--port`), the value and the reason.
 //! It does not open files or sockets: the TLS and output modules check what they load.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -112,6 +112,12 @@ pub struct ServeArgs {
     /// Diagnostics filter, RUST_LOG style: a level, or target=level pairs [default: info]
     #[arg(long, env = "RUST_LOG", value_name = "FILTER")]
     pub log_level: Option<String>,
+    /// Diagnostics as "text" lines or one JSON object per line ("json") [default: text]
+    #[arg(long, env = "LOGGER_LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<String>,
+    /// Plain-HTTP listener for GET /metrics and GET /healthz, e.g. 127.0.0.1:9187 [default: none]
+    #[arg(long, env = "LOGGER_ADMIN_ADDR", value_name = "ADDR:PORT")]
+    pub admin_addr: Option<String>,
 }
 
 impl ServeArgs {
@@ -139,6 +145,8 @@ impl ServeArgs {
             &mut a.max_connections,
             &mut a.shutdown_timeout,
             &mut a.log_level,
+            &mut a.log_format,
+            &mut a.admin_addr,
         ] {
             if v.as_deref().is_some_and(|s| s.trim().is_empty()) {
                 *v = None;
@@ -238,6 +246,10 @@ pub struct Settings {
     pub limits: Limits,
     /// Diagnostics filter.
     pub log_filter: String,
+    /// Diagnostics as text or JSON lines.
+    pub log_format: crate::diagnostics::LogFormat,
+    /// Where `/metrics` and `/healthz` are served over plain HTTP; off when `None`.
+    pub admin_addr: Option<SocketAddr>,
 }
 
 /// Parses the process's own arguments and environment.
@@ -461,6 +473,24 @@ impl Settings {
                 s.clone()
             }
         };
+        let log_format = match &args.log_format {
+            None => crate::diagnostics::LogFormat::Text,
+            Some(s) => s.parse().map_err(|reason: &str| {
+                named.error("log_format", "--log-format", "LOGGER_LOG_FORMAT", s, reason)
+            })?,
+        };
+        let admin_addr = match &args.admin_addr {
+            None => None,
+            Some(s) => Some(s.trim().parse::<SocketAddr>().map_err(|_| {
+                named.error(
+                    "admin_addr",
+                    "--admin-addr",
+                    "LOGGER_ADMIN_ADDR",
+                    s,
+                    "not an address and port (127.0.0.1:9187, [::1]:9187)",
+                )
+            })?),
+        };
         Ok(Settings {
             cert,
             port,
@@ -473,6 +503,8 @@ impl Settings {
             correlate,
             limits,
             log_filter,
+            log_format,
+            admin_addr,
         })
     }
 
@@ -642,6 +674,25 @@ mod tests {
             .contains("without a certificate"));
         // Empty is unset, as in the Go program.
         assert_eq!(settings(&["--port", "", "--ip", ""]).unwrap().port, 8443);
+        assert_eq!(
+            settings(&["--admin-addr", "9187"]).unwrap_err(),
+            r#"--admin-addr="9187": not an address and port (127.0.0.1:9187, [::1]:9187)"#
+        );
+        assert_eq!(
+            settings(&["--log-format", "xml"]).unwrap_err(),
+            r#"--log-format="xml": not a log format (text or json)"#
+        );
+    }
+
+    #[test]
+    fn operations_settings() {
+        use crate::diagnostics::LogFormat;
+        let s = settings(&[]).unwrap();
+        assert_eq!((s.admin_addr, s.log_format), (None, LogFormat::Text));
+        let s = settings(&["--admin-addr", "[::1]:9187", "--log-format", "JSON"]).unwrap();
+        assert_eq!(s.admin_addr, Some("[::1]:9187".parse().unwrap()));
+        assert_eq!(s.log_format, LogFormat::Json);
+        assert_eq!(settings(&["--admin-addr", ""]).unwrap().admin_addr, None);
     }
 
     #[test]

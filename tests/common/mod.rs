@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod prom;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -94,6 +96,9 @@ pub struct Start<'a> {
     pub stdout: Option<std::fs::File>,
     /// Give the daemon a pipe for stdout (taken from `Daemon::child.stdout`).
     pub pipe_stdout: bool,
+    /// A program (and its arguments) that starts the daemon, given the binary and its arguments
+    /// after these: the socket-activation launcher.
+    pub launcher: Vec<String>,
 }
 
 impl<'a> Start<'a> {
@@ -114,6 +119,7 @@ impl<'a> Start<'a> {
             cwd: None,
             stdout: None,
             pipe_stdout: false,
+            launcher: Vec::new(),
         }
     }
 
@@ -125,6 +131,7 @@ impl<'a> Start<'a> {
             cwd: Some(cwd),
             stdout: None,
             pipe_stdout: false,
+            launcher: Vec::new(),
         }
     }
 
@@ -155,18 +162,60 @@ impl<'a> Start<'a> {
 
 /// A command for the binary with no inherited `LOGGER_*` settings.
 pub fn command() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ml_api_logger"));
+    clean_env(Command::new(env!("CARGO_BIN_EXE_ml_api_logger")))
+}
+
+/// Removes inherited settings, and systemd's variables, from `cmd`'s environment.
+pub fn clean_env(mut cmd: Command) -> Command {
     for (k, _) in std::env::vars() {
-        if k.starts_with("LOGGER_") || k == "RUST_LOG" {
+        let systemd = [
+            "NOTIFY_SOCKET",
+            "WATCHDOG_USEC",
+            "WATCHDOG_PID",
+            "LISTEN_FDS",
+            "LISTEN_PID",
+            "LISTEN_FDNAMES",
+        ];
+        if k.starts_with("LOGGER_") || k == "RUST_LOG" || systemd.contains(&k.as_str()) {
             cmd.env_remove(k);
         }
     }
     cmd
 }
 
+/// The socket-activation launcher (`tests/socket_activate.py`) with its socket specs, for
+/// [`Start::launcher`]: `["tls=127.0.0.1:0", "admin=127.0.0.1:0"]`.
+pub fn socket_activate(specs: &[&str]) -> Vec<String> {
+    let mut v = vec![
+        python3(),
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/socket_activate.py").to_string(),
+    ];
+    v.extend(specs.iter().map(|s| s.to_string()));
+    v.push("--".into());
+    v.push(env!("CARGO_BIN_EXE_ml_api_logger").into());
+    v
+}
+
+/// The system's python3 (the launcher needs nothing beyond its standard library).
+pub fn python3() -> String {
+    for p in ["/usr/bin/python3", "/usr/local/bin/python3"] {
+        if Path::new(p).exists() {
+            return p.into();
+        }
+    }
+    "python3".into()
+}
+
 impl Daemon {
     fn spawn(s: Start<'_>) -> Daemon {
-        let mut cmd = command();
+        let mut cmd = match s.launcher.split_first() {
+            None => command(),
+            Some((program, args)) => {
+                let mut c = clean_env(Command::new(program));
+                c.args(args);
+                c
+            }
+        };
         cmd.args(&s.args);
         for (k, v) in &s.env {
             cmd.env(k, v);
@@ -216,6 +265,16 @@ impl Daemon {
     /// What the daemon has written to stderr so far.
     pub fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()
+    }
+
+    /// The admin listener's address, from the start line (`admin http://ADDR/metrics`).
+    pub fn admin_addr(&self) -> SocketAddr {
+        let stderr = self.stderr();
+        let rest = &stderr[stderr
+            .find("admin http://")
+            .expect("no admin listener in the start line")
+            + "admin http://".len()..];
+        rest[..rest.find("/metrics").unwrap()].parse().unwrap()
     }
 
     /// Sends a signal to the child.
@@ -429,4 +488,49 @@ pub fn read_ndjson(path: &Path) -> Vec<serde_json::Value> {
         .enumerate()
         .map(|(i, l)| serde_json::from_str(l).unwrap_or_else(|e| panic!("line {}: {e}: {l}", i + 1)))
         .collect()
+}
+
+/// A plain-HTTP/1.1 answer from the admin listener.
+pub async fn http_get(addr: SocketAddr, method: &str, path: &str) -> Reply {
+    try_http_get(addr, method, path).await.unwrap()
+}
+
+/// [`http_get`], for a listener that may close the connection.
+pub async fn try_http_get(addr: SocketAddr, method: &str, path: &str) -> Result<Reply, String> {
+    let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let req = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", addr.to_string())
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok(Reply {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
+}
+
+/// `GET /metrics` from the admin listener, parsed strictly as the Prometheus text format.
+pub async fn scrape(addr: SocketAddr) -> prom::Scrape {
+    let r = http_get(addr, "GET", "/metrics").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.headers["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    prom::parse(&r.body).unwrap_or_else(|e| panic!("not Prometheus text: {e}\n{}", r.body))
 }
