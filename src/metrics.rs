@@ -21,6 +21,9 @@ use crate::stats::{Histogram, Stats};
 /// The `Content-Type` of a scrape: the Prometheus text format, version 0.0.4.
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 
+/// The statuses a `POST /log` can be refused with (`IngestError::status`), and `other`.
+const REFUSALS: [&str; 7] = ["400", "408", "413", "415", "422", "503", "other"];
+
 /// The registry behind `/metrics`.
 pub struct Metrics {
     registry: Registry,
@@ -154,6 +157,7 @@ impl Collector for Source {
             &s.posts_refused_by_status
                 .snapshot()
                 .into_iter()
+                .filter(|(status, _)| REFUSALS.contains(status))
                 .map(|(status, v)| ([("status", status)], v))
                 .collect::<Vec<_>>(),
         )?;

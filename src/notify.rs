@@ -11,6 +11,8 @@ use std::os::linux::net::SocketAddrExt;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long one message may wait for room in systemd's socket before it is given up.
@@ -29,6 +31,9 @@ enum Target {
 #[derive(Debug, Clone, Default)]
 pub struct Notifier {
     target: Option<Target>,
+    /// Set by a failed send, cleared by a good one: a socket that went away is reported once,
+    /// not at every watchdog ping.
+    failing: Arc<AtomicBool>,
 }
 
 impl Notifier {
@@ -48,7 +53,10 @@ impl Notifier {
                 _ => None,
             }
         });
-        Notifier { target }
+        Notifier {
+            target,
+            failing: Arc::default(),
+        }
     }
 
     /// Whether messages go anywhere.
@@ -70,9 +78,17 @@ impl Notifier {
                 )),
             }
         };
-        if let Err(e) = sent.await {
-            let first = message.lines().next().unwrap_or_default();
-            tracing::warn!("sd_notify {first}: {e}");
+        let first = message.lines().next().unwrap_or_default();
+        match sent.await {
+            Ok(()) => {
+                if self.failing.swap(false, Ordering::Relaxed) {
+                    tracing::info!("sd_notify {first}: systemd hears us again");
+                }
+            }
+            Err(e) if !self.failing.swap(true, Ordering::Relaxed) => {
+                tracing::warn!("sd_notify {first}: {e}");
+            }
+            Err(e) => tracing::debug!("sd_notify {first}: {e}"),
         }
     }
 
