@@ -66,7 +66,10 @@ fn parse_value(s: &str) -> Result<f64, String> {
 }
 
 /// Parses `name{labels} value [timestamp]`.
-fn parse_sample(line: &str) -> Result<(String, Vec<(String, String)>, f64), String> {
+/// A sample: its name, labels and value.
+type Sample = (String, Vec<(String, String)>, f64);
+
+fn parse_sample(line: &str) -> Result<Sample, String> {
     let name_end = line.find(['{', ' ']).ok_or("sample without a value")?;
     let name = &line[..name_end];
     if !valid_name(name) {
