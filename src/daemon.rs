@@ -392,7 +392,7 @@ fn start_line(
 pub enum Expiry {
     /// More than 30 days left: nothing to say.
     Fine,
-    /// Expires within 30 days (or in exactly 30): a warning, with the whole days left.
+    /// Expires within 30 days: a warning, with the whole days left.
     Soon(i64),
     /// Expired: an error.
     Expired,
@@ -403,7 +403,7 @@ pub fn expiry(not_after: i64, now: i64) -> Expiry {
     let left = not_after - now;
     if left <= 0 {
         Expiry::Expired
-    } else if left <= 30 * 86_400 {
+    } else if left < 30 * 86_400 {
         Expiry::Soon(left / 86_400)
     } else {
         Expiry::Fine
@@ -441,8 +441,8 @@ mod tests {
     fn expiry_thresholds() {
         let day = 86_400;
         assert_eq!(expiry(100 * day, 0), Expiry::Fine);
-        assert_eq!(expiry(30 * day + 1, 0), Expiry::Fine);
-        assert_eq!(expiry(30 * day, 0), Expiry::Soon(30));
+        assert_eq!(expiry(30 * day, 0), Expiry::Fine);
+        assert_eq!(expiry(30 * day - 1, 0), Expiry::Soon(29));
         assert_eq!(expiry(30 * day - 1, 0), Expiry::Soon(29));
         assert_eq!(expiry(day / 2, 0), Expiry::Soon(0));
         assert_eq!(expiry(0, 0), Expiry::Expired);

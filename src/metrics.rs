@@ -323,7 +323,7 @@ mod tests {
             "ml_api_logger_records_total{kind=\"nonconforming\",outcome=\"written\"} 1\n",
             "ml_api_logger_http_responses_total{status=\"200\"} 1\n",
             "# TYPE ml_api_logger_output_batch_records histogram\n",
-            "ml_api_logger_output_batch_records_bucket{le=\"2.0\"} 1\n",
+            "ml_api_logger_output_batch_records_bucket{le=\"2\"} 1\n",
             "ml_api_logger_output_batch_records_bucket{le=\"+Inf\"} 1\n",
             "ml_api_logger_output_batch_records_sum 2.0\n",
             "ml_api_logger_output_healthy 1\n",

@@ -51,9 +51,9 @@ async fn every_count_equals_what_was_sent() {
     assert_eq!(m.n("ml_api_logger_connections_total", &[]), 0);
     let version = env!("CARGO_PKG_VERSION");
     assert_eq!(m.n("ml_api_logger_build_info", &[("version", version)]), 1);
-    // The test certificate is valid for 30 days.
+    // The test certificate is valid for 90 days.
     let expiry = m.get("ml_api_logger_certificate_expiry_timestamp_seconds", &[]);
-    assert!((expiry - (now() + 30.0 * DAY)).abs() < DAY, "{expiry}");
+    assert!((expiry - (now() + 90.0 * DAY)).abs() < DAY, "{expiry}");
     for (name, t) in [
         ("ml_api_logger_records_total", "counter"),
         ("ml_api_logger_output_queue_requests", "gauge"),
@@ -233,37 +233,50 @@ async fn fsync_sync_latency_and_a_failed_handshake_are_counted() {
     d.stop();
 }
 
+/// Writes a CA and a server certificate for localhost valid `days` days to `dir`.
+fn certificate_for(dir: &std::path::Path, days: u32) {
+    let made = ml_api_logger::certgen::generate(&ml_api_logger::certgen::CertRequest {
+        hosts: vec!["localhost".into()],
+        ips: vec!["127.0.0.1".parse().unwrap()],
+        days,
+    })
+    .unwrap();
+    ml_api_logger::certgen::write_files(dir, &made, true).unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn certificate_expiry_follows_a_reload() {
     let dir = TempDir::new("metrics-reload");
     let certs = make_certs(dir.path());
+    // Start with one that expires in 10 days: a warning at start.
+    let soon = TempDir::new("metrics-reload-soon");
+    certificate_for(soon.path(), 10);
+    std::fs::copy(soon.join("server.crt"), &certs.cert).unwrap();
+    std::fs::copy(soon.join("server.key"), &certs.key).unwrap();
     let d = Start::new(&certs).args(["--admin-addr", "127.0.0.1:0"]).start();
-    // Within 30 days of expiry: a warning at start.
-    let warned = d.stderr().contains("expires in 30 days") || d.stderr().contains("expires in 29 days");
+    let warned = ["expires in 9 days", "expires in 10 days"]
+        .iter()
+        .any(|w| d.stderr().contains(w));
     assert!(warned, "{}", d.stderr());
     let admin = d.admin_addr();
     let before = scrape(admin)
         .await
         .get("ml_api_logger_certificate_expiry_timestamp_seconds", &[]);
+    assert!((before - (now() + 10.0 * DAY)).abs() < DAY, "{before}");
 
-    let fresh = ml_api_logger::certgen::generate(&ml_api_logger::certgen::CertRequest {
-        hosts: vec!["localhost".into()],
-        ips: vec!["127.0.0.1".parse().unwrap()],
-        days: 400,
-    })
-    .unwrap();
-    let other = TempDir::new("metrics-reload-new");
-    ml_api_logger::certgen::write_files(other.path(), &fresh, true).unwrap();
-    std::fs::copy(other.join("server.crt"), &certs.cert).unwrap();
-    std::fs::copy(other.join("server.key"), &certs.key).unwrap();
+    // A renewed certificate, loaded by SIGHUP: the gauge follows, and no warning this time.
+    let fresh = TempDir::new("metrics-reload-new");
+    certificate_for(fresh.path(), 400);
+    std::fs::copy(fresh.join("server.crt"), &certs.cert).unwrap();
+    std::fs::copy(fresh.join("server.key"), &certs.key).unwrap();
     d.signal("HUP");
     assert!(d.wait_for_log("certificate reloaded", Duration::from_secs(10)));
     let after = scrape(admin)
         .await
         .get("ml_api_logger_certificate_expiry_timestamp_seconds", &[]);
     assert!((after - (now() + 400.0 * DAY)).abs() < DAY, "{after}");
-    assert!(after > before + 300.0 * DAY);
-    d.stop();
+    let (_, stderr) = d.stop();
+    assert_eq!(stderr.matches(" days, at ").count(), 1, "{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
