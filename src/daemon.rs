@@ -158,28 +158,25 @@ pub async fn run_with(settings: Settings, passed: Option<Passed>) -> Result<Stop
         let store = store.clone();
         tokio::spawn(async move {
             let mut sweep = tokio::time::interval(Duration::from_secs(1));
-            let mut last_report = Instant::now();
-            let mut last_status = Instant::now();
-            let mut last_expiry_check = Instant::now();
+            let mut report = Every::new(REPORT_EVERY);
+            let mut status = Every::new(STATUS_EVERY);
+            let mut expiry_check = Every::new(EXPIRY_CHECK_EVERY);
             let mut last_written = 0;
             loop {
                 sweep.tick().await;
                 app.correlator.sweep();
-                if last_report.elapsed() >= REPORT_EVERY {
+                if report.due() {
                     let written = Stats::get(&stats.records_written);
                     if written != last_written {
                         tracing::info!("{}", stats.summary());
                         last_written = written;
                     }
-                    last_report = Instant::now();
                 }
-                if notifier.enabled() && last_status.elapsed() >= STATUS_EVERY {
+                if status.due() && notifier.enabled() {
                     notifier.status(&status_line(&stats, &app.output)).await;
-                    last_status = Instant::now();
                 }
-                if last_expiry_check.elapsed() >= EXPIRY_CHECK_EVERY {
+                if expiry_check.due() {
                     report_expiry(&store.current());
-                    last_expiry_check = Instant::now();
                 }
             }
         })
@@ -256,6 +253,31 @@ const REPORT_EVERY: Duration = Duration::from_secs(300);
 const STATUS_EVERY: Duration = Duration::from_secs(10);
 /// How often the certificate's expiry is checked after the start.
 const EXPIRY_CHECK_EVERY: Duration = Duration::from_secs(86_400);
+
+/// A duty done once per period, asked from the housekeeping loop's one-second tick.
+struct Every {
+    period: Duration,
+    last: Instant,
+}
+
+impl Every {
+    /// First due one period from now.
+    fn new(period: Duration) -> Every {
+        Every {
+            period,
+            last: Instant::now(),
+        }
+    }
+
+    /// True once a period has passed since it was last true; the next period starts now.
+    fn due(&mut self) -> bool {
+        let due = self.last.elapsed() >= self.period;
+        if due {
+            self.last = Instant::now();
+        }
+        due
+    }
+}
 
 /// Binds the TLS listener(s), and the admin listener when `LOGGER_ADMIN_ADDR` asks for one.
 fn bind(settings: &Settings) -> Result<(Vec<TcpListener>, Option<TcpListener>), StartError> {
@@ -436,6 +458,20 @@ pub fn report_expiry(cert: &LoadedCert) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_expiry_check_comes_once_a_day() {
+        let mut daily = Every::new(EXPIRY_CHECK_EVERY);
+        tokio::time::advance(Duration::from_secs(86_400 - 60)).await;
+        assert!(!daily.due());
+        tokio::time::advance(Duration::from_secs(60)).await;
+        assert!(daily.due());
+        assert!(!daily.due());
+        tokio::time::advance(Duration::from_secs(86_399)).await;
+        assert!(!daily.due());
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(daily.due());
+    }
 
     #[test]
     fn expiry_thresholds() {

@@ -141,3 +141,28 @@ async fn a_socket_nobody_reads_never_stops_the_daemon() {
     assert_eq!(stderr.matches("sd_notify").count(), 1, "{stderr}");
     assert!(stderr.contains("sd_notify READY=1: "), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_line_is_refreshed() {
+    let dir = TempDir::new("notify-status");
+    let certs = make_certs(dir.path());
+    let path = dir.join("notify.sock");
+    let rx = collect(UnixDatagram::bind(&path).unwrap());
+    let d = Start::new(&certs)
+        .env("NOTIFY_SOCKET", path.to_str().unwrap())
+        .start();
+    let mut pings = 0;
+    assert!(next_state(&rx, &mut pings, Duration::from_secs(10)).starts_with("READY=1\n"));
+    let mut c = Client::h1(d.addr, &certs.ca_der).await;
+    for seq in 1..=3 {
+        let r = c
+            .post(format!(r#"{{"sequence":{seq},"response_status_code":200}}"#))
+            .await;
+        assert_eq!(r.status, 200);
+    }
+    // Every 10 s, without being asked.
+    let status = next_state(&rx, &mut pings, Duration::from_secs(15));
+    assert_eq!(status, "STATUS=3 records written, 1 connections open, output ok");
+    drop(c);
+    d.stop();
+}
