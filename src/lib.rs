@@ -26,7 +26,9 @@
 #![forbid(unsafe_code)]
 
 pub mod aging;
+pub mod allow;
 pub mod batch;
+pub mod budget;
 pub mod certgen;
 pub mod connection;
 pub mod correlate;
@@ -37,6 +39,7 @@ pub mod http;
 pub mod ingest;
 pub mod minify;
 pub mod output;
+pub mod ratelimit;
 pub mod record;
 pub mod rejects;
 pub mod server;
