@@ -268,6 +268,14 @@ mod tests {
     }
 
     #[test]
+    fn numbers_beyond_f64_are_kept_verbatim() {
+        let body =
+            br#"{"sequence":1,"response_status_code":200,"big":1e999,"long":123456789012345678901234567890}"#;
+        let p = prepare(body, true, None).unwrap();
+        assert_eq!(&p.lines[..p.lines.len() - 1], &body[..]);
+    }
+
+    #[test]
     fn statuses() {
         assert_eq!(
             prepare(b"", false, None).unwrap_err().status(),

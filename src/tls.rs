@@ -90,6 +90,20 @@ pub fn provider() -> Arc<CryptoProvider> {
 /// Loads a certificate chain and its key. `key` `None` means the key is in the certificate file.
 pub fn load(cert: &Path, key: Option<&Path>) -> Result<LoadedCert, TlsError> {
     let cert_pem = read_pem_file("LOGGER_CERT", cert)?;
+    let key_pem = match key {
+        Some(k) => Some(read_pem_file("LOGGER_KEY", k)?),
+        None => None,
+    };
+    from_pem(
+        &cert_pem,
+        key_pem.as_deref().map(|pem| (pem, key.unwrap_or(cert))),
+        cert,
+    )
+}
+
+/// Builds a certificate from PEM text already read: `cert_pem` from `cert`, and the key either
+/// from `key` (its text and path) or from `cert_pem` itself. Never panics, whatever the bytes.
+pub fn from_pem(cert_pem: &[u8], key: Option<(&[u8], &Path)>, cert: &Path) -> Result<LoadedCert, TlsError> {
     let mut chain = CertificateDer::pem_slice_iter(&cert_pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| bad_pem("LOGGER_CERT", cert, e))?;
@@ -100,15 +114,15 @@ pub fn load(cert: &Path, key: Option<&Path>) -> Result<LoadedCert, TlsError> {
         });
     }
     let (key_setting, key_path, key_pem) = match key {
-        Some(k) => ("LOGGER_KEY", k, read_pem_file("LOGGER_KEY", k)?),
-        None => ("LOGGER_CERT", cert, cert_pem.clone()),
+        Some((pem, path)) => ("LOGGER_KEY", path, pem),
+        None => ("LOGGER_CERT", cert, cert_pem),
     };
-    if is_encrypted(&key_pem) {
+    if is_encrypted(key_pem) {
         return Err(TlsError::EncryptedKey {
             path: key_path.to_path_buf(),
         });
     }
-    let key_der = match PrivateKeyDer::from_pem_slice(&key_pem) {
+    let key_der = match PrivateKeyDer::from_pem_slice(key_pem) {
         Ok(k) => k,
         Err(rustls_pki_types::pem::Error::NoItemsFound) => {
             return Err(TlsError::NoKey {
