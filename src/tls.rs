@@ -104,7 +104,7 @@ pub fn load(cert: &Path, key: Option<&Path>) -> Result<LoadedCert, TlsError> {
 /// Builds a certificate from PEM text already read: `cert_pem` from `cert`, and the key either
 /// from `key` (its text and path) or from `cert_pem` itself. Never panics, whatever the bytes.
 pub fn from_pem(cert_pem: &[u8], key: Option<(&[u8], &Path)>, cert: &Path) -> Result<LoadedCert, TlsError> {
-    let mut chain = CertificateDer::pem_slice_iter(&cert_pem)
+    let mut chain = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| bad_pem("LOGGER_CERT", cert, e))?;
     if chain.is_empty() {
