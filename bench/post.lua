@@ -16,6 +16,31 @@ wrk.method = "POST"
 wrk.body = body
 wrk.headers["Content-Type"] = "application/json"
 
+-- Every request carries its own sequence (a 9-digit number, so the body stays 512 bytes): the
+-- same record sent twice would be a retry, which the logger answers without writing it again.
+local prefix, suffix = body:match('^(.-"sequence":)%d+(.*)$')
+if prefix == nil then
+  error("the sample record has no \"sequence\"")
+end
+-- run.sh gives each wrk run its own range; threads of one run split it.
+local first = tonumber(os.getenv("BENCH_FIRST_SEQUENCE") or "") or 200000000
+local threads = 0
+local next_sequence = first
+
+setup = function(thread)
+  thread:set("thread_first", first + threads * 1000000)
+  threads = threads + 1
+end
+
+init = function(args)
+  next_sequence = thread_first or first
+end
+
+request = function()
+  next_sequence = next_sequence + 1
+  return wrk.format(nil, nil, nil, prefix .. next_sequence .. suffix)
+end
+
 -- One machine-readable line for run.sh, after wrk's own report. Counts only: the latency
 -- percentiles are taken from wrk's --latency text, as printed.
 done = function(summary, latency, requests)

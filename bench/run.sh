@@ -319,9 +319,14 @@ wait_port() {
 }
 
 # Runs wrk for DURATION against PORT into FILE; fails if wrk did not produce a report.
+# Each wrk run numbers its records from its own range, so no record repeats across runs
+# (a repeat is a retry to the logger, answered without a second write).
+WRK_RUNS=0
 run_wrk() {
     local duration=$1 port=$2 out=$3 secs rc=0
     secs=$(secs_of "$duration")
+    WRK_RUNS=$((WRK_RUNS + 1))
+    BENCH_FIRST_SEQUENCE=$((200000000 + WRK_RUNS * 10000000)) \
     timeout -k 5 $((secs + 60)) wrk -t1 -c"$CONNECTIONS" -d"$duration" --latency -s "$LUA" \
         "https://127.0.0.1:$port/log" >"$out" 2>&1 </dev/null &
     CHILD_PID=$!
@@ -343,6 +348,7 @@ path, kind, sample_path = sys.argv[1:4]
 sample = json.loads(open(sample_path, "rb").read())
 lines = invalid = differing = 0
 unterminated = 0
+seen = set()
 first = "-"
 with open(path, "rb") as f:
     for raw in f:
@@ -359,6 +365,16 @@ with open(path, "rb") as f:
             if first == "-":
                 first = "line %d: not JSON (%s)" % (lines, str(e)[:80])
             continue
+        # Each request carries its own sequence; everything else is the sample, and no
+        # sequence may appear twice (a record written twice).
+        seq = rec.get("sequence") if isinstance(rec, dict) else None
+        if seq in seen:
+            differing += 1
+            if first == "-":
+                first = "line %d: sequence %s written twice" % (lines, seq)
+        seen.add(seq)
+        if isinstance(rec, dict):
+            rec["sequence"] = sample["sequence"]
         if rec != sample:
             differing += 1
             if first == "-":

@@ -23,6 +23,7 @@ use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
 use crate::http::{handle, App};
+use crate::ratelimit::{suppressed_note, LogLimiter};
 use crate::settings::Limits;
 use crate::stats::Stats;
 
@@ -41,6 +42,10 @@ pub struct Shared {
     /// Turns true when the daemon stops: finish the request in progress, then close.
     pub shutdown: watch::Receiver<bool>,
 }
+
+/// Per-connection failures are logged at most this often (scanners, slowloris).
+static TLS_FAILURE_LOG: LogLimiter = LogLimiter::new(10, std::time::Duration::from_secs(60));
+static HEADER_TIMEOUT_LOG: LogLimiter = LogLimiter::new(10, std::time::Duration::from_secs(60));
 
 /// The HTTP settings for every connection: limits on heads, streams and buffers.
 pub fn http_builder() -> auto::Builder<TokioExecutor> {
@@ -69,16 +74,36 @@ pub async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
             Stats::add(&shared.stats.tls_failures, 1);
-            tracing::info!(%peer, "TLS handshake failed: {e}");
+            if let Some(n) = TLS_FAILURE_LOG.check() {
+                tracing::info!(%peer, "TLS handshake failed: {e}{}", suppressed_note(n));
+            }
             return;
         }
         Err(_) => {
             Stats::add(&shared.stats.tls_failures, 1);
-            tracing::info!(%peer, "TLS handshake not finished within {:?}", limits.handshake_timeout);
+            if let Some(n) = TLS_FAILURE_LOG.check() {
+                tracing::info!(
+                    %peer,
+                    "TLS handshake not finished within {:?}{}",
+                    limits.handshake_timeout,
+                    suppressed_note(n)
+                );
+            }
             return;
         }
     };
     let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+    // With --client-ca, the handshake has verified this certificate; its subject is who sent.
+    let client: Option<Arc<str>> = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .and_then(|cert| crate::x509::summarize(cert))
+        .map(|s| Arc::from(s.subject));
+    if let Some(client) = &client {
+        tracing::debug!(%peer, "client certificate {client}");
+    }
     let state = Arc::new(Phase::new());
     let io = TokioIo::new(Tracked {
         inner: tls,
@@ -92,8 +117,9 @@ pub async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
         service_fn(move |req| {
             let guard = state.begin_request();
             let app = app.clone();
+            let client = client.clone();
             async move {
-                let answer = handle(app, peer, req).await;
+                let answer = handle(app, peer, client, req).await;
                 drop(guard);
                 answer
             }
@@ -125,7 +151,14 @@ pub async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
                 match state.expired(limits) {
                     Some(PhaseKind::Head) => {
                         Stats::add(&shared.stats.timeouts, 1);
-                        tracing::info!(%peer, "closed: request head not received within {:?}", limits.header_timeout);
+                        if let Some(n) = HEADER_TIMEOUT_LOG.check() {
+                            tracing::info!(
+                                %peer,
+                                "closed: request head not received within {:?}{}",
+                                limits.header_timeout,
+                                suppressed_note(n)
+                            );
+                        }
                         return;
                     }
                     Some(PhaseKind::Idle) if !closing => {

@@ -124,7 +124,11 @@ pub async fn run_with(settings: Settings, passed: Option<Passed>) -> Result<Stop
     let addrs: Vec<SocketAddr> = listeners.iter().filter_map(|l| l.local_addr().ok()).collect();
     let admin_addr = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
     let store = CertStore::new(cert.clone());
-    let tls_config = tls::server_config(store.clone())?;
+    let client_ca = match &settings.client_ca {
+        Some(path) => Some((tls::load_client_ca(path)?, path.as_path())),
+        None => None,
+    };
+    let tls_config = tls::server_config(store.clone(), client_ca)?;
     start_line(&settings, &addrs, admin_addr, activated, &cert);
 
     let stats = Arc::new(Stats::default());
@@ -138,6 +142,7 @@ pub async fn run_with(settings: Settings, passed: Option<Passed>) -> Result<Stop
         annotate: settings.annotate,
         max_body: settings.limits.max_body,
         body_timeout: settings.limits.body_timeout,
+        budget: crate::budget::Budget::new(crate::budget::BODY_BUDGET),
         stats: stats.clone(),
     });
 
@@ -228,6 +233,7 @@ pub async fn run_with(settings: Settings, passed: Option<Passed>) -> Result<Stop
         tls: tls_config,
         limits: settings.limits.clone(),
         stats: stats.clone(),
+        allow: settings.allow.clone(),
     };
     server::run(listeners, parts, stop).await;
     housekeeping.abort();
@@ -398,14 +404,20 @@ fn start_line(
         Some(s) => format!("{} (expires {})", s.subject, rfc3339_secs(s.not_after)),
         None => format!("{} (subject unreadable)", cert.cert_path.display()),
     };
+    let clients = match &settings.client_ca {
+        Some(ca) => format!("client certificates from {}", ca.display()),
+        None => "no client certificates".to_string(),
+    };
     tracing::info!(
-        "ml_api_logger {} listening on {}; certificate {}; output {}; {}, fsync {}",
+        "ml_api_logger {} listening on {}; certificate {}; output {}; {}, fsync {}; allowed: {}; {}",
         env!("CARGO_PKG_VERSION"),
         listening.join(" "),
         certificate,
         settings.output,
         if settings.strict { "strict" } else { "lenient" },
         if settings.fsync { "on" } else { "off" },
+        settings.allow,
+        clients,
     );
 }
 

@@ -27,6 +27,9 @@ pub enum DecodeError {
         /// The limit in bytes.
         limit: usize,
     },
+    /// The daemon's memory budget for bodies is spent; retry later.
+    #[error("server busy: too many large bodies being decoded")]
+    Busy,
     /// The compressed data is corrupt.
     #[error("cannot decode {coding} body: {reason}")]
     Corrupt {
@@ -57,21 +60,32 @@ pub fn parse_codings(header: Option<&str>) -> Result<Vec<Coding>, DecodeError> {
     Ok(codings)
 }
 
-/// Undoes `codings` (last applied first), never producing more than `limit` bytes.
-pub fn decode(body: Vec<u8>, codings: &[Coding], limit: usize) -> Result<Vec<u8>, DecodeError> {
+/// Undoes `codings` (last applied first), never producing more than `limit` bytes. `grow(n)`
+/// is asked before every `n` more decoded bytes are kept; `false` stops with [`DecodeError::Busy`].
+pub fn decode(
+    body: Vec<u8>,
+    codings: &[Coding],
+    limit: usize,
+    grow: &mut dyn FnMut(usize) -> bool,
+) -> Result<Vec<u8>, DecodeError> {
     let mut data = body;
     for coding in codings.iter().rev() {
         data = match coding {
-            Coding::Gzip => read_limited(flate2::read::MultiGzDecoder::new(&data[..]), limit, "gzip")?,
+            Coding::Gzip => read_limited(flate2::read::MultiGzDecoder::new(&data[..]), limit, "gzip", grow)?,
             Coding::Deflate => {
                 // zlib is what RFC 9110 means by deflate; a raw stream has no zlib header.
                 let zlib_header = data.len() >= 2
                     && (u16::from(data[0]) << 8 | u16::from(data[1])) % 31 == 0
                     && data[0] & 0x0f == 8;
                 if zlib_header {
-                    read_limited(flate2::read::ZlibDecoder::new(&data[..]), limit, "deflate")?
+                    read_limited(flate2::read::ZlibDecoder::new(&data[..]), limit, "deflate", grow)?
                 } else {
-                    read_limited(flate2::read::DeflateDecoder::new(&data[..]), limit, "deflate")?
+                    read_limited(
+                        flate2::read::DeflateDecoder::new(&data[..]),
+                        limit,
+                        "deflate",
+                        grow,
+                    )?
                 }
             }
         };
@@ -82,19 +96,34 @@ pub fn decode(body: Vec<u8>, codings: &[Coding], limit: usize) -> Result<Vec<u8>
     Ok(data)
 }
 
-fn read_limited(reader: impl Read, limit: usize, coding: &'static str) -> Result<Vec<u8>, DecodeError> {
+fn read_limited(
+    mut reader: impl Read,
+    limit: usize,
+    coding: &'static str,
+    grow: &mut dyn FnMut(usize) -> bool,
+) -> Result<Vec<u8>, DecodeError> {
     let mut out = Vec::new();
-    reader
-        .take(limit as u64 + 1)
-        .read_to_end(&mut out)
-        .map_err(|e| DecodeError::Corrupt {
-            coding,
-            reason: e.to_string(),
-        })?;
-    if out.len() > limit {
-        return Err(DecodeError::TooLarge { limit });
+    let mut chunk = vec![0u8; 64 << 10];
+    loop {
+        let n = match reader.read(&mut chunk) {
+            Ok(0) => return Ok(out),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                return Err(DecodeError::Corrupt {
+                    coding,
+                    reason: e.to_string(),
+                })
+            }
+        };
+        if out.len() + n > limit {
+            return Err(DecodeError::TooLarge { limit });
+        }
+        if !grow(n) {
+            return Err(DecodeError::Busy);
+        }
+        out.extend_from_slice(&chunk[..n]);
     }
-    Ok(out)
 }
 
 #[cfg(test)]
@@ -111,17 +140,20 @@ mod tests {
     #[test]
     fn decodes_each_coding() {
         let text = b"{\"sequence\":1}".repeat(100);
-        assert_eq!(decode(gzip(&text), &[Coding::Gzip], 1 << 20).unwrap(), text);
+        assert_eq!(
+            decode(gzip(&text), &[Coding::Gzip], 1 << 20, &mut |_| true).unwrap(),
+            text
+        );
         let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
         z.write_all(&text).unwrap();
         assert_eq!(
-            decode(z.finish().unwrap(), &[Coding::Deflate], 1 << 20).unwrap(),
+            decode(z.finish().unwrap(), &[Coding::Deflate], 1 << 20, &mut |_| true).unwrap(),
             text
         );
         let mut d = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
         d.write_all(&text).unwrap();
         assert_eq!(
-            decode(d.finish().unwrap(), &[Coding::Deflate], 1 << 20).unwrap(),
+            decode(d.finish().unwrap(), &[Coding::Deflate], 1 << 20, &mut |_| true).unwrap(),
             text
         );
     }
@@ -131,7 +163,7 @@ mod tests {
         let bomb = gzip(&vec![b' '; 50 << 20]);
         assert!(bomb.len() < 100 << 10);
         assert_eq!(
-            decode(bomb, &[Coding::Gzip], 1 << 20).unwrap_err(),
+            decode(bomb, &[Coding::Gzip], 1 << 20, &mut |_| true).unwrap_err(),
             DecodeError::TooLarge { limit: 1 << 20 }
         );
     }
@@ -146,7 +178,7 @@ mod tests {
             DecodeError::Unsupported("br".into())
         );
         assert!(matches!(
-            decode(b"not gzip".to_vec(), &[Coding::Gzip], 100).unwrap_err(),
+            decode(b"not gzip".to_vec(), &[Coding::Gzip], 100, &mut |_| true).unwrap_err(),
             DecodeError::Corrupt { .. }
         ));
     }

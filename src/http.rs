@@ -18,6 +18,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Body;
 
+use crate::budget::{Budget, Exhausted, Held};
 use crate::correlate::{Correlator, Verdict};
 use crate::decode;
 use crate::ingest::{self, Annotation, IngestError};
@@ -46,6 +47,8 @@ pub struct App {
     pub max_body: usize,
     /// Deadline for the whole body.
     pub body_timeout: Duration,
+    /// Memory for bodies being read or decoded, daemon-wide.
+    pub budget: Budget,
     /// Counters.
     pub stats: Arc<Stats>,
 }
@@ -54,13 +57,18 @@ pub struct App {
 pub type Answer = Response<Full<Bytes>>;
 
 /// Routes one request.
-pub async fn handle<B>(app: Arc<App>, peer: SocketAddr, req: Request<B>) -> Result<Answer, Infallible>
+pub async fn handle<B>(
+    app: Arc<App>,
+    peer: SocketAddr,
+    client: Option<Arc<str>>,
+    req: Request<B>,
+) -> Result<Answer, Infallible>
 where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: std::fmt::Display + Send + Sync + std::error::Error + 'static,
 {
     let answer = match (req.uri().path(), req.method()) {
-        ("/log", &Method::POST) => post_log(&app, peer, req).await,
+        ("/log", &Method::POST) => post_log(&app, peer, client.as_deref(), req).await,
         ("/log", _) => with_header(
             json(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -115,13 +123,13 @@ struct Kept {
     truncated: bool,
 }
 
-async fn post_log<B>(app: &App, peer: SocketAddr, req: Request<B>) -> Answer
+async fn post_log<B>(app: &App, peer: SocketAddr, client: Option<&str>, req: Request<B>) -> Answer
 where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: std::fmt::Display + Send + Sync + std::error::Error + 'static,
 {
     let mut kept = Kept::default();
-    match ingest(app, peer, req, &mut kept).await {
+    match ingest(app, peer, client, req, &mut kept).await {
         Ok(a) => {
             Stats::add(&app.stats.posts_accepted, 1);
             let mut body = format!(r#"{{"accepted":{}"#, a.records);
@@ -155,6 +163,7 @@ where
 async fn ingest<B>(
     app: &App,
     peer: SocketAddr,
+    client: Option<&str>,
     req: Request<B>,
     kept: &mut Kept,
 ) -> Result<Accepted, IngestError>
@@ -180,7 +189,13 @@ where
             return Err(IngestError::TooLarge { limit: app.max_body });
         }
     }
-    let read = tokio::time::timeout(app.body_timeout, read_body(req.into_body(), app.max_body)).await;
+    // What this request holds of the body budget; given back when it is answered.
+    let mut held = Held::default();
+    let read = tokio::time::timeout(
+        app.body_timeout,
+        read_body(req.into_body(), app.max_body, &app.budget, &mut held),
+    )
+    .await;
     let body = match read {
         Err(_) => {
             return Err(IngestError::BodyTimeout {
@@ -195,6 +210,7 @@ where
             return Err(IngestError::TooLarge { limit: app.max_body });
         }
         Ok(Err(BodyError::Read(e))) => return Err(IngestError::BodyRead(e)),
+        Ok(Err(BodyError::Busy(e))) => return Err(IngestError::Busy(e)),
         Ok(Ok(body)) => body,
     };
     kept.body = body.clone();
@@ -203,27 +219,33 @@ where
     let (max_body, strict) = (app.max_body, app.strict);
     let annotation = app
         .annotate
-        .then(|| Annotation::new(&rfc3339_millis(received_at), &peer.to_string(), None));
+        .then(|| Annotation::new(&rfc3339_millis(received_at), &peer.to_string(), client));
     // Large or compressed bodies (which may inflate to the limit) are parsed off the async
     // workers so they never stall other connections.
     let offload = body.len() > OFFLOAD_ABOVE || !codings.is_empty();
     // The decoded body, when there is one, is what the rejects file keeps: what the sender meant.
-    let work = move || -> (Result<ingest::Prepared, IngestError>, Option<Bytes>) {
+    let budget = app.budget.clone();
+    let work = move || -> (Result<ingest::Prepared, IngestError>, Option<Bytes>, Held) {
+        let mut decoded_held = Held::default();
         if codings.is_empty() {
-            return (ingest::prepare(&body, strict, annotation.as_ref()), None);
+            return (
+                ingest::prepare(&body, strict, annotation.as_ref()),
+                None,
+                decoded_held,
+            );
         }
-        match decode::decode(body.to_vec(), &codings, max_body) {
+        let mut grow = |n: usize| budget.try_take(&mut decoded_held, n).is_ok();
+        match decode::decode(body.to_vec(), &codings, max_body, &mut grow) {
             Ok(decoded) => {
                 let decoded = Bytes::from(decoded);
-                (
-                    ingest::prepare(&decoded, strict, annotation.as_ref()),
-                    Some(decoded),
-                )
+                let prepared = ingest::prepare(&decoded, strict, annotation.as_ref());
+                (prepared, Some(decoded), decoded_held)
             }
-            Err(e) => (Err(e.into()), None),
+            Err(e) => (Err(e.into()), None, decoded_held),
         }
     };
-    let (prepared, decoded) = if offload {
+    // The decoded body's share of the budget is held until the request is answered.
+    let (prepared, decoded, _decoded_held) = if offload {
         tokio::task::spawn_blocking(work)
             .await
             .map_err(|e| IngestError::BodyRead(format!("parsing stopped: {e}")))?
@@ -288,10 +310,13 @@ enum BodyError {
     TooLarge(Bytes),
     /// The connection failed.
     Read(String),
+    /// The body budget stayed spent.
+    Busy(Exhausted),
 }
 
-/// Reads a whole body of at most `limit` bytes; over it, returns the first `limit` bytes.
-async fn read_body<B>(mut body: B, limit: usize) -> Result<Bytes, BodyError>
+/// Reads a whole body of at most `limit` bytes, taking each chunk from the budget first; over
+/// the limit, returns the first `limit` bytes.
+async fn read_body<B>(mut body: B, limit: usize, budget: &Budget, held: &mut Held) -> Result<Bytes, BodyError>
 where
     B: Body<Data = Bytes> + Unpin,
     B::Error: std::fmt::Display,
@@ -301,6 +326,8 @@ where
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| BodyError::Read(e.to_string()))?;
         let Ok(data) = frame.into_data() else { continue };
+        let keep = data.len().min(limit + 1 - len.min(limit + 1));
+        budget.take(held, keep).await.map_err(BodyError::Busy)?;
         if len + data.len() > limit {
             chunks.push(data.slice(..limit - len));
             return Err(BodyError::TooLarge(concat(chunks, limit)));

@@ -48,6 +48,9 @@ pub enum IngestError {
     /// The connection failed while the body was read.
     #[error("cannot read the body: {0}")]
     BodyRead(String),
+    /// The memory budget for bodies is spent; retry later.
+    #[error(transparent)]
+    Busy(#[from] crate::budget::Exhausted),
     /// The output cannot take the records now.
     #[error("cannot write now ({0}); retry later")]
     Output(#[from] WriteError),
@@ -65,7 +68,9 @@ impl IngestError {
             IngestError::Decode(DecodeError::Corrupt { .. }) => StatusCode::BAD_REQUEST,
             IngestError::Nonconforming { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             IngestError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
-            IngestError::Output(_) => StatusCode::SERVICE_UNAVAILABLE,
+            IngestError::Output(_) | IngestError::Busy(_) | IngestError::Decode(DecodeError::Busy) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 
@@ -73,7 +78,11 @@ impl IngestError {
     pub fn keeps_body(&self) -> bool {
         !matches!(
             self,
-            IngestError::BodyTimeout { .. } | IngestError::BodyRead(_) | IngestError::Output(_)
+            IngestError::BodyTimeout { .. }
+                | IngestError::BodyRead(_)
+                | IngestError::Output(_)
+                | IngestError::Busy(_)
+                | IngestError::Decode(DecodeError::Busy)
         )
     }
 
@@ -81,13 +90,16 @@ impl IngestError {
     pub fn leaves_body_unread(&self) -> bool {
         matches!(
             self,
-            IngestError::TooLarge { .. } | IngestError::BodyTimeout { .. } | IngestError::BodyRead(_)
+            IngestError::TooLarge { .. }
+                | IngestError::BodyTimeout { .. }
+                | IngestError::BodyRead(_)
+                | IngestError::Busy(_)
         ) || matches!(self, IngestError::Decode(DecodeError::Unsupported(_)))
     }
 
     /// `Retry-After` seconds, for refusals the client should retry.
     pub fn retry_after(&self) -> Option<u32> {
-        matches!(self, IngestError::Output(_)).then_some(RETRY_AFTER_SECS)
+        (self.status() == StatusCode::SERVICE_UNAVAILABLE).then_some(RETRY_AFTER_SECS)
     }
 }
 
@@ -253,6 +265,14 @@ mod tests {
         assert!(p.keys[0].is_some() && p.keys[1].is_none());
         let kept = p.lines_to_write(&[Verdict::Duplicate, Verdict::New]);
         assert_eq!(String::from_utf8(kept).unwrap(), format!("{}\n", lines[1]));
+    }
+
+    #[test]
+    fn numbers_beyond_f64_are_kept_verbatim() {
+        let body =
+            br#"{"sequence":1,"response_status_code":200,"big":1e999,"long":123456789012345678901234567890}"#;
+        let p = prepare(body, true, None).unwrap();
+        assert_eq!(&p.lines[..p.lines.len() - 1], &body[..]);
     }
 
     #[test]

@@ -33,7 +33,9 @@
 pub mod activation;
 pub mod admin;
 pub mod aging;
+pub mod allow;
 pub mod batch;
+pub mod budget;
 pub mod certgen;
 pub mod connection;
 pub mod correlate;
@@ -46,6 +48,7 @@ pub mod metrics;
 pub mod minify;
 pub mod notify;
 pub mod output;
+pub mod ratelimit;
 pub mod record;
 pub mod rejects;
 pub mod server;

@@ -228,9 +228,10 @@ impl Collector for Source {
         )?;
         out.counters(
             "connections_refused",
-            "Connections closed before HTTP: the connection cap stayed full (cap), or the TLS \
-             handshake failed or timed out (tls).",
+            "Connections closed before HTTP: the peer is not on LOGGER_ALLOW (allowlist), the \
+             connection cap stayed full (cap), or the TLS handshake failed or timed out (tls).",
             &[
+                ([("reason", "allowlist")], g(&s.connections_refused_allowlist)),
                 ([("reason", "cap")], g(&s.connections_refused_cap)),
                 ([("reason", "tls")], g(&s.tls_failures)),
             ],

@@ -63,4 +63,136 @@ mod tests {
         let input = "{ \"k\" : \"caf\u{e9} \\u00e9 \\n\" }".as_bytes();
         assert_eq!(minify(input), "{\"k\":\"caf\u{e9} \\u00e9 \\n\"}".as_bytes());
     }
+
+    mod properties {
+        use super::super::minify;
+        use proptest::prelude::*;
+
+        /// A JSON value kept as the exact text of its tokens, so spelling and order are visible.
+        #[derive(Debug, Clone)]
+        enum Tree {
+            Atom(String),
+            Array(Vec<Tree>),
+            Object(Vec<(String, Tree)>),
+        }
+
+        fn number() -> impl Strategy<Value = String> {
+            (
+                any::<bool>(),
+                prop_oneof![Just("0".to_string()), "[1-9][0-9]{0,12}"],
+                proptest::option::of("[0-9]{1,6}"),
+                proptest::option::of(("[eE]", "[+-]?", "[0-9]{1,2}")),
+            )
+                .prop_map(|(neg, int, frac, exp)| {
+                    let mut n = String::new();
+                    if neg {
+                        n.push('-');
+                    }
+                    n.push_str(&int);
+                    if let Some(f) = frac {
+                        n.push('.');
+                        n.push_str(&f);
+                    }
+                    if let Some((e, sign, digits)) = exp {
+                        n.push_str(&e);
+                        n.push_str(&sign);
+                        n.push_str(&digits);
+                    }
+                    n
+                })
+        }
+
+        fn string() -> impl Strategy<Value = String> {
+            let piece = prop_oneof![
+                "[a-z ]{1,5}",
+                Just("\\\"".to_string()),
+                Just("\\\\".to_string()),
+                Just("\\u00e9".to_string()),
+                Just("\\n\\t".to_string()),
+                Just("é \u{1F600}".to_string()),
+                Just("  ".to_string()),
+            ];
+            proptest::collection::vec(piece, 0..5).prop_map(|p| format!("\"{}\"", p.concat()))
+        }
+
+        fn tree() -> impl Strategy<Value = Tree> {
+            let leaf = prop_oneof![
+                number().prop_map(Tree::Atom),
+                string().prop_map(Tree::Atom),
+                Just(Tree::Atom("true".into())),
+                Just(Tree::Atom("null".into())),
+            ];
+            leaf.prop_recursive(4, 48, 6, |inner| {
+                prop_oneof![
+                    proptest::collection::vec(inner.clone(), 0..6).prop_map(Tree::Array),
+                    proptest::collection::vec((string(), inner), 0..6).prop_map(Tree::Object),
+                ]
+            })
+        }
+
+        /// Renders `t`, putting `ws` (cycled) between every pair of tokens.
+        fn gap(ws: &[&str], i: &mut usize, out: &mut String) {
+            if !ws.is_empty() {
+                out.push_str(ws[*i % ws.len()]);
+                *i += 1;
+            }
+        }
+
+        fn render(t: &Tree, ws: &[&str], i: &mut usize, out: &mut String) {
+            match t {
+                Tree::Atom(a) => out.push_str(a),
+                Tree::Array(items) => {
+                    out.push('[');
+                    for (n, item) in items.iter().enumerate() {
+                        gap(ws, i, out);
+                        if n > 0 {
+                            out.push(',');
+                            gap(ws, i, out);
+                        }
+                        render(item, ws, i, out);
+                    }
+                    gap(ws, i, out);
+                    out.push(']');
+                }
+                Tree::Object(members) => {
+                    out.push('{');
+                    for (n, (k, v)) in members.iter().enumerate() {
+                        gap(ws, i, out);
+                        if n > 0 {
+                            out.push(',');
+                            gap(ws, i, out);
+                        }
+                        out.push_str(k);
+                        gap(ws, i, out);
+                        out.push(':');
+                        gap(ws, i, out);
+                        render(v, ws, i, out);
+                    }
+                    gap(ws, i, out);
+                    out.push('}');
+                }
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            #[test]
+            fn minify_removes_exactly_the_insignificant_whitespace(
+                t in tree(),
+                ws in proptest::collection::vec(prop_oneof![Just(""), Just(" "), Just("\n"), Just("\t"), Just("\r\n  ")], 1..8),
+            ) {
+                let mut pretty = String::new();
+                render(&t, &ws, &mut 0, &mut pretty);
+                let mut compact = String::new();
+                render(&t, &[], &mut 0, &mut compact);
+                let out = minify(pretty.as_bytes());
+                // Member order and every spelling kept: the output is the tokens, verbatim.
+                prop_assert_eq!(std::str::from_utf8(&out).unwrap(), compact.as_str());
+                let a: serde_json::Value = serde_json::from_str(&pretty).unwrap();
+                let b: serde_json::Value = serde_json::from_slice(&out).unwrap();
+                prop_assert_eq!(a, b);
+            }
+        }
+    }
 }

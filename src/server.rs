@@ -13,7 +13,9 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
+use crate::allow::Allowlist;
 use crate::connection::{self, Shared};
+use crate::ratelimit::{suppressed_note, LogLimiter};
 use crate::stats::Stats;
 
 /// How long a connection beyond the cap waits for a slot before it is closed.
@@ -61,6 +63,7 @@ pub async fn run(
     let max = shared_parts.limits.max_connections;
     let grace = shared_parts.limits.shutdown_timeout;
     let stats = shared_parts.stats.clone();
+    let allow = Arc::new(shared_parts.allow);
     let shared = Arc::new(Shared {
         app: shared_parts.app,
         acceptor: tokio_rustls::TlsAcceptor::from(shared_parts.tls),
@@ -77,6 +80,7 @@ pub async fn run(
         loops.push(tokio::spawn(accept_loop(
             listener,
             shared.clone(),
+            allow.clone(),
             slots.clone(),
             waiting.clone(),
             shutdown_rx.clone(),
@@ -108,11 +112,24 @@ pub struct SharedParts {
     pub limits: crate::settings::Limits,
     /// Counters.
     pub stats: Arc<Stats>,
+    /// Who may connect.
+    pub allow: Allowlist,
+}
+
+/// Refusals are logged at most this often; scanners must not flood the log.
+static NOT_ALLOWED_LOG: LogLimiter = LogLimiter::new(10, Duration::from_secs(60));
+static CAP_LOG: LogLimiter = LogLimiter::new(10, Duration::from_secs(60));
+
+fn log_cap_refusal(peer: SocketAddr) {
+    if let Some(n) = CAP_LOG.check() {
+        tracing::warn!(%peer, "closed: connection limit reached{}", suppressed_note(n));
+    }
 }
 
 async fn accept_loop(
     listener: TcpListener,
     shared: Arc<Shared>,
+    allow: Arc<Allowlist>,
     slots: Arc<Semaphore>,
     waiting: Arc<Semaphore>,
     mut shutdown: watch::Receiver<bool>,
@@ -131,6 +148,15 @@ async fn accept_loop(
             _ = shutdown.changed() => return,
         };
         Stats::add(&shared.stats.connections_total, 1);
+        if !allow.allows(peer.ip()) {
+            // Closed before the handshake: a refused peer learns nothing, costs nothing.
+            drop(tcp);
+            Stats::add(&shared.stats.connections_refused_allowlist, 1);
+            if let Some(n) = NOT_ALLOWED_LOG.check() {
+                tracing::warn!(%peer, "closed: address not allowed{}", suppressed_note(n));
+            }
+            continue;
+        }
         let slot = slots.clone().try_acquire_owned().ok();
         let shared = shared.clone();
         match slot {
@@ -148,7 +174,7 @@ async fn accept_loop(
             None => {
                 let Ok(wait_ticket) = waiting.clone().try_acquire_owned() else {
                     Stats::add(&shared.stats.connections_refused_cap, 1);
-                    tracing::warn!(%peer, "closed: connection limit reached");
+                    log_cap_refusal(peer);
                     continue;
                 };
                 let slots = slots.clone();
@@ -167,7 +193,7 @@ async fn accept_loop(
                         }
                         _ => {
                             Stats::add(&shared.stats.connections_refused_cap, 1);
-                            tracing::warn!(%peer, "closed: connection limit reached");
+                            log_cap_refusal(peer);
                         }
                     }
                 });

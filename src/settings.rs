@@ -88,6 +88,12 @@ pub struct ServeArgs {
     /// Correlation key: "address" (sender IP and sequence) or "sequence" alone, for senders behind a proxy [default: address]
     #[arg(long, env = "LOGGER_CORRELATE_BY", value_name = "KEY")]
     pub correlate_by: Option<String>,
+    /// Require client certificates signed by this CA (PEM) [default: none]
+    #[arg(long, env = "LOGGER_CLIENT_CA", value_name = "FILE")]
+    pub client_ca: Option<String>,
+    /// Comma-separated addresses and CIDR ranges allowed to connect [default: anyone]
+    #[arg(long, env = "LOGGER_ALLOW", value_name = "LIST")]
+    pub allow: Option<String>,
     /// Where the embedded default certificate is kept [default: ./certs]
     #[arg(long, env = "LOGGER_CERT_DIR", value_name = "DIR")]
     pub cert_dir: Option<String>,
@@ -137,6 +143,8 @@ impl ServeArgs {
             &mut a.response_timeout,
             &mut a.max_pending,
             &mut a.correlate_by,
+            &mut a.client_ca,
+            &mut a.allow,
             &mut a.cert_dir,
             &mut a.handshake_timeout,
             &mut a.header_timeout,
@@ -242,6 +250,10 @@ pub struct Settings {
     pub annotate: bool,
     /// Correlation and duplicate suppression.
     pub correlate: crate::correlate::CorrelateConfig,
+    /// Trust anchors for client certificates (mTLS).
+    pub client_ca: Option<PathBuf>,
+    /// Who may connect.
+    pub allow: crate::allow::Allowlist,
     /// Limits on peers.
     pub limits: Limits,
     /// Diagnostics filter.
@@ -337,6 +349,12 @@ impl Settings {
                 ));
             }
         }
+        let client_ca = path("client_ca", "--client-ca", "LOGGER_CLIENT_CA", &args.client_ca)?;
+        let allow = match &args.allow {
+            None => crate::allow::Allowlist::default(),
+            Some(s) => crate::allow::Allowlist::parse(s)
+                .map_err(|reason| named.error("allow", "--allow", "LOGGER_ALLOW", s, reason))?,
+        };
         let mut correlate = crate::correlate::CorrelateConfig::default();
         if let Some(s) = &args.response_timeout {
             correlate.response_timeout = parse_duration(s).map_err(|r| {
@@ -501,6 +519,8 @@ impl Settings {
             rejects,
             annotate,
             correlate,
+            client_ca,
+            allow,
             limits,
             log_filter,
             log_format,
@@ -544,7 +564,10 @@ impl Namer<'_> {
         reason: impl Into<String>,
     ) -> SettingsError {
         let from_env = matches!(self.matches.value_source(id), Some(ValueSource::EnvVariable));
-        let looks_like_path = matches!(id, "cert" | "key" | "cert_dir" | "output" | "rejects");
+        let looks_like_path = matches!(
+            id,
+            "cert" | "key" | "cert_dir" | "output" | "rejects" | "client_ca"
+        );
         SettingsError {
             name: if from_env {
                 env.to_string()

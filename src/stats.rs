@@ -28,6 +28,8 @@ pub struct Stats {
     pub connections_open: AtomicU64,
     /// Connections closed because the connection cap stayed full.
     pub connections_refused_cap: AtomicU64,
+    /// Connections closed because the peer is not on the allowlist.
+    pub connections_refused_allowlist: AtomicU64,
     /// TLS handshakes that failed or timed out.
     pub tls_failures: AtomicU64,
     /// Connections closed for a header or idle timeout.
@@ -94,7 +96,7 @@ impl Stats {
     fn traffic_summary(&self) -> String {
         format!(
             "records written {} (requests {}, responses {}, nonconforming {}); posts accepted {}, refused {}; \
-             connections {} (refused at cap {}, TLS failures {}, timed out {})",
+             connections {} (refused at cap {}, not allowed {}, TLS failures {}, timed out {})",
             Self::get(&self.records_written),
             Self::get(&self.requests_written),
             Self::get(&self.responses_written),
@@ -103,6 +105,7 @@ impl Stats {
             Self::get(&self.posts_refused),
             Self::get(&self.connections_total),
             Self::get(&self.connections_refused_cap),
+            Self::get(&self.connections_refused_allowlist),
             Self::get(&self.tls_failures),
             Self::get(&self.timeouts),
         )

@@ -66,6 +66,9 @@ pub enum TlsError {
     /// rustls refused the configuration.
     #[error("TLS configuration: {0}")]
     Config(#[from] rustls::Error),
+    /// The client CA file holds nothing usable as a trust anchor.
+    #[error("LOGGER_CLIENT_CA={}: {reason}", path.display())]
+    ClientCa { path: PathBuf, reason: String },
 }
 
 /// A certificate chain with its signing key, ready to serve, and what to say about it.
@@ -87,7 +90,21 @@ pub fn provider() -> Arc<CryptoProvider> {
 /// Loads a certificate chain and its key. `key` `None` means the key is in the certificate file.
 pub fn load(cert: &Path, key: Option<&Path>) -> Result<LoadedCert, TlsError> {
     let cert_pem = read_pem_file("LOGGER_CERT", cert)?;
-    let mut chain = CertificateDer::pem_slice_iter(&cert_pem)
+    let key_pem = match key {
+        Some(k) => Some(read_pem_file("LOGGER_KEY", k)?),
+        None => None,
+    };
+    from_pem(
+        &cert_pem,
+        key_pem.as_deref().map(|pem| (pem, key.unwrap_or(cert))),
+        cert,
+    )
+}
+
+/// Builds a certificate from PEM text already read: `cert_pem` from `cert`, and the key either
+/// from `key` (its text and path) or from `cert_pem` itself. Never panics, whatever the bytes.
+pub fn from_pem(cert_pem: &[u8], key: Option<(&[u8], &Path)>, cert: &Path) -> Result<LoadedCert, TlsError> {
+    let mut chain = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| bad_pem("LOGGER_CERT", cert, e))?;
     if chain.is_empty() {
@@ -97,15 +114,15 @@ pub fn load(cert: &Path, key: Option<&Path>) -> Result<LoadedCert, TlsError> {
         });
     }
     let (key_setting, key_path, key_pem) = match key {
-        Some(k) => ("LOGGER_KEY", k, read_pem_file("LOGGER_KEY", k)?),
-        None => ("LOGGER_CERT", cert, cert_pem.clone()),
+        Some((pem, path)) => ("LOGGER_KEY", path, pem),
+        None => ("LOGGER_CERT", cert, cert_pem),
     };
-    if is_encrypted(&key_pem) {
+    if is_encrypted(key_pem) {
         return Err(TlsError::EncryptedKey {
             path: key_path.to_path_buf(),
         });
     }
-    let key_der = match PrivateKeyDer::from_pem_slice(&key_pem) {
+    let key_der = match PrivateKeyDer::from_pem_slice(key_pem) {
         Ok(k) => k,
         Err(rustls_pki_types::pem::Error::NoItemsFound) => {
             return Err(TlsError::NoKey {
@@ -246,12 +263,49 @@ impl ResolvesServerCert for CertStore {
     }
 }
 
-/// The server configuration: TLS 1.2 and 1.3, ALPN `h2` then `http/1.1`, the store's certificate.
-pub fn server_config(store: Arc<CertStore>) -> Result<Arc<ServerConfig>, TlsError> {
-    let mut config = ServerConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-        .with_no_client_auth()
-        .with_cert_resolver(store);
+/// The trust anchors for client certificates (`--client-ca`): every certificate in the file.
+pub fn load_client_ca(path: &Path) -> Result<Arc<rustls::RootCertStore>, TlsError> {
+    let pem = read_pem_file("LOGGER_CLIENT_CA", path)?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad_pem("LOGGER_CLIENT_CA", path, e))?;
+    if certs.is_empty() {
+        return Err(TlsError::NoCertificate {
+            setting: "LOGGER_CLIENT_CA",
+            path: path.to_path_buf(),
+        });
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in certs {
+        roots.add(cert).map_err(|e| TlsError::ClientCa {
+            path: path.to_path_buf(),
+            reason: format!("not a usable CA certificate: {e}"),
+        })?;
+    }
+    Ok(Arc::new(roots))
+}
+
+/// The server configuration: TLS 1.2 and 1.3, ALPN `h2` then `http/1.1`, the store's
+/// certificate, and with `client_ca` a client certificate chained to it required of every peer.
+pub fn server_config(
+    store: Arc<CertStore>,
+    client_ca: Option<(Arc<rustls::RootCertStore>, &Path)>,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let builder = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some((roots, path)) => {
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(roots, provider())
+                .build()
+                .map_err(|e| TlsError::ClientCa {
+                    path: path.to_path_buf(),
+                    reason: e.to_string(),
+                })?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder.with_cert_resolver(store);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }

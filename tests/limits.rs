@@ -157,3 +157,22 @@ async fn connections_beyond_the_cap_wait_briefly_then_are_closed() {
     let (_, stderr) = d.stop();
     assert!(stderr.contains("connection limit reached"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_request_head_is_refused_with_431() {
+    let dir = TempDir::new("lim-431");
+    let certs = make_certs(dir.path());
+    let d = Start::new(&certs).start();
+    let mut s = tls_connect(d.addr, &certs.ca_der, &[b"http/1.1"]).await;
+    let head = format!(
+        "POST /log HTTP/1.1\r\nhost: localhost\r\nx-big: {}\r\ncontent-length: 2\r\n\r\n{{}}",
+        "a".repeat(100 << 10)
+    );
+    let _ = s.write_all(head.as_bytes()).await;
+    let mut reply = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut reply)).await;
+    let text = String::from_utf8_lossy(&reply);
+    assert!(text.starts_with("HTTP/1.1 431"), "{text}");
+    let mut good = Client::h1(d.addr, &certs.ca_der).await;
+    assert_eq!(good.post(REQUEST_FIXTURE).await.status, 200);
+}

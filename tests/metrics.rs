@@ -324,6 +324,35 @@ async fn a_crowd_on_the_admin_port_never_reaches_the_tls_listener() {
     assert_eq!(code, 0);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_not_on_the_allowlist_is_counted() {
+    let dir = TempDir::new("metrics-allow");
+    let certs = make_certs(dir.path());
+    let d = Start::new(&certs)
+        .args(["--admin-addr", "127.0.0.1:0", "--allow", "192.0.2.0/24"])
+        .start();
+    for _ in 0..3 {
+        use tokio::io::AsyncReadExt;
+        let mut tcp = tokio::net::TcpStream::connect(d.addr).await.unwrap();
+        let mut sink = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut sink)).await;
+    }
+    let m = scrape(d.admin_addr()).await;
+    assert_eq!(
+        m.n(
+            "ml_api_logger_connections_refused_total",
+            &[("reason", "allowlist")]
+        ),
+        3
+    );
+    assert_eq!(
+        m.n("ml_api_logger_connections_refused_total", &[("reason", "tls")]),
+        0
+    );
+    assert_eq!(m.n("ml_api_logger_connections_open", &[]), 0);
+    d.stop();
+}
+
 #[test]
 fn a_bad_admin_address_stops_the_start() {
     let out = command()
