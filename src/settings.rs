@@ -39,11 +39,21 @@ pub struct Cli {
     pub serve: ServeArgs,
 }
 
-/// The subcommands.
+/// The subcommands. Each but `serve` lives in its own `cmd_*` module with its arguments.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the daemon (the default when no subcommand is given).
     Serve(ServeArgs),
+    /// Make a CA and a server certificate: the five files of the vendor's openssl commands, in one step.
+    Cert(crate::cmd_cert::CertArgs),
+    /// POST records from files or stdin to a logger: test a setup end to end, or replay an old log.
+    Send(crate::cmd_send::SendArgs),
+    /// Summarize a log (any size, any form): conformance, pairs, duplicates, sequences; or pair or normalize it.
+    Inspect(crate::cmd_inspect::InspectArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(crate::cmd_completions::CompletionsArgs),
+    /// Print the manual page (roff): ml_api_logger man > ml_api_logger.1
+    Man,
 }
 
 /// The daemon's settings as raw strings, exactly as given; [`Settings::from_matches`] checks them.
@@ -492,6 +502,7 @@ impl Settings {
                 matches.subcommand_matches("serve").cloned().unwrap_or_default(),
             ),
             None => (cli.serve.clone(), matches.clone()),
+            Some(_) => return Err("not the daemon: a subcommand other than serve".into()),
         };
         Settings::from_matches(&serve, &sub).map_err(|e| e.to_string())
     }
