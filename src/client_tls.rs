@@ -68,7 +68,7 @@ pub fn client_config(trust: &Trust) -> Result<Arc<ClientConfig>, ClientTlsError>
 fn roots_from_file(path: &Path) -> Result<RootCertStore, ClientTlsError> {
     let pem = std::fs::read(path).map_err(|e| ClientTlsError::CaUnreadable {
         path: path.to_path_buf(),
-        reason: crate::cmd_inspect::io_reason(&e),
+        reason: crate::reader::io_reason(&e),
     })?;
     let certs = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()

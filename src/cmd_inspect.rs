@@ -11,8 +11,7 @@
 //! is `minify`'s.
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufReader, BufWriter, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,7 +24,7 @@ use crate::aging::AgingMap;
 use crate::correlate::{canonical, CorrelateConfig, Fingerprint};
 use crate::minify::minify_into;
 use crate::progress::{self, Progress};
-use crate::reader::{self, Item, RecordReader};
+use crate::reader::{self, io_reason, open_inputs, Item, RecordReader};
 use crate::record::{self, Kind, Record};
 
 /// `ml_api_logger inspect` arguments.
@@ -47,20 +46,11 @@ pub struct InspectArgs {
     #[arg(long, value_name = "N", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     pub max_pending: u64,
     /// Largest record; a larger one is reported and skipped
-    #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = crate::settings::parse_size_arg)]
     pub max_record: usize,
     /// Log files to read ("-" or none: standard input)
     #[arg(value_name = "FILE")]
     pub files: Vec<PathBuf>,
-}
-
-/// A size argument: bytes, or with KiB, MiB, GiB.
-pub fn parse_size(s: &str) -> Result<usize, String> {
-    let n = crate::settings::parse_size(s).map_err(str::to_string)?;
-    match usize::try_from(n) {
-        Ok(n) if n > 0 => Ok(n),
-        _ => Err("must be at least 1 byte and fit this machine".into()),
-    }
 }
 
 /// What `inspect` writes to stdout.
@@ -522,65 +512,6 @@ fn peer_of(json: &str) -> Option<IpAddr> {
     }
 }
 
-/// An input: a file, or standard input.
-struct Input {
-    name: String,
-    reader: Box<dyn Read + Send>,
-    size: Option<u64>,
-}
-
-/// Opens every input before reading any, so that a wrong name stops the command at once.
-pub(crate) fn open_inputs(
-    files: &[PathBuf],
-) -> Result<Vec<(String, Box<dyn Read + Send>, Option<u64>)>, String> {
-    if files.is_empty() {
-        return Ok(vec![("stdin".into(), Box::new(io::stdin()), None)]);
-    }
-    let mut out = Vec::new();
-    let mut stdin_used = false;
-    for f in files {
-        if f.as_os_str() == "-" {
-            if stdin_used {
-                return Err("\"-\" (standard input) given twice".into());
-            }
-            stdin_used = true;
-            out.push((
-                "stdin".to_string(),
-                Box::new(io::stdin()) as Box<dyn Read + Send>,
-                None,
-            ));
-            continue;
-        }
-        let file = File::open(f).map_err(|e| format!("{}: {}", f.display(), io_reason(&e)))?;
-        let meta = file.metadata().ok();
-        if meta.as_ref().is_some_and(|m| m.is_dir()) {
-            return Err(format!("{}: is a directory", f.display()));
-        }
-        let size = meta.filter(|m| m.is_file()).map(|m| m.len());
-        out.push((
-            f.display().to_string(),
-            Box::new(file) as Box<dyn Read + Send>,
-            size,
-        ));
-    }
-    Ok(out)
-}
-
-/// An I/O error without Rust's `(os error N)` suffix.
-pub(crate) fn io_reason(e: &io::Error) -> String {
-    match e.kind() {
-        io::ErrorKind::NotFound => "no such file".into(),
-        io::ErrorKind::PermissionDenied => "permission denied".into(),
-        _ => {
-            let s = e.to_string();
-            match s.find(" (os error") {
-                Some(i) => s[..i].to_string(),
-                None => s,
-            }
-        }
-    }
-}
-
 /// Runs `inspect`; exit code 0 when every record conforms, 1 when not (or on a read or write
 /// error), 2 for bad arguments.
 pub fn run(args: &InspectArgs) -> ExitCode {
@@ -594,10 +525,7 @@ pub fn run(args: &InspectArgs) -> ExitCode {
         Mode::Summary
     };
     let inputs = match open_inputs(&args.files) {
-        Ok(i) => i
-            .into_iter()
-            .map(|(name, reader, size)| Input { name, reader, size })
-            .collect::<Vec<_>>(),
+        Ok(i) => i,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);

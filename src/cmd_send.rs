@@ -30,10 +30,9 @@ use tokio::sync::mpsc;
 use tokio_rustls::TlsConnector;
 
 use crate::client_tls::{self, Trust};
-use crate::cmd_inspect::{io_reason, open_inputs, parse_size};
 use crate::minify::minify_into;
 use crate::progress::{self, Progress};
-use crate::reader::{self, Item, RecordReader};
+use crate::reader::{self, io_reason, open_inputs, Input, Item, RecordReader};
 
 /// `ml_api_logger send` arguments.
 #[derive(Debug, Clone, Args)]
@@ -57,18 +56,14 @@ pub struct SendArgs {
     #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u32).range(0..=100))]
     pub retries: u32,
     /// Time allowed for connecting, and for each POST's answer
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = crate::settings::parse_duration_arg)]
     pub timeout: Duration,
     /// Largest record; a larger one is reported and not sent
-    #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = crate::settings::parse_size_arg)]
     pub max_record: usize,
     /// Files of records: NDJSON, JSON arrays, or the Go program's log ("-" or none: standard input)
     #[arg(value_name = "FILE")]
     pub files: Vec<PathBuf>,
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    crate::settings::parse_duration(s).map_err(str::to_string)
 }
 
 /// A body stops growing past this, whatever `--batch` says: the daemon's default limit is 16 MiB.
@@ -392,7 +387,7 @@ fn summary_text(t: &Tally, url: &str, elapsed: Duration, terminal: bool) -> Stri
 
 /// The reading thread: records into bodies, bodies into the channel.
 fn read_inputs(
-    inputs: Vec<(String, Box<dyn std::io::Read + Send>, Option<u64>)>,
+    inputs: Vec<Input>,
     max_record: usize,
     shared: &Shared,
     tx: mpsc::Sender<Job>,
@@ -409,9 +404,9 @@ fn read_inputs(
         };
         tx.blocking_send(job).is_ok()
     };
-    for (name, input, _) in inputs {
-        let name: Arc<str> = name.into();
-        let mut reader = RecordReader::new(BufReader::with_capacity(256 << 10, input), max_record);
+    for input in inputs {
+        let name: Arc<str> = input.name.into();
+        let mut reader = RecordReader::new(BufReader::with_capacity(256 << 10, input.reader), max_record);
         loop {
             let item = reader.next().map_err(|e| format!("{name}: {}", io_reason(&e)))?;
             match item {

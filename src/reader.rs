@@ -6,7 +6,7 @@
 //! each top-level value begins and ends with a byte scanner (strings, escapes and nesting), holds
 //! one record at a time (at most `max_record` bytes), and hands back its raw text. It does not
 //! judge records (`record`) or rewrite them (`minify`); [`check_json`] is the JSON check both
-//! commands use on a record's text.
+//! commands use on a record's text, and [`open_inputs`] opens the files (or stdin) they read.
 //!
 //! A damaged log is read past, not given up on: text that is not JSON is reported with its line
 //! and skipped to the end of that line; a record larger than the limit is skipped to its end;
@@ -14,7 +14,9 @@
 //! `{` starts a line while it is still open, since neither NDJSON nor pretty-printed JSON puts a
 //! nested `{` in the first column.
 
-use std::io::{self, BufRead};
+use std::fs::File;
+use std::io::{self, BufRead, Read};
+use std::path::PathBuf;
 
 use serde::de::IgnoredAny;
 
@@ -489,6 +491,67 @@ pub fn json_error(e: &serde_json::Error, line: u64) -> (u64, String) {
         reason.truncate(at);
     }
     (line + (e.line() as u64).saturating_sub(1), reason)
+}
+
+/// An input to read: a file, or standard input.
+pub struct Input {
+    /// Its name in messages: the path as given, or `stdin`.
+    pub name: String,
+    /// The bytes.
+    pub reader: Box<dyn Read + Send>,
+    /// Its size when it is a regular file, for progress.
+    pub size: Option<u64>,
+}
+
+/// Opens every input before reading any, so that a wrong name stops the command at once; no
+/// file, or `-`, is standard input.
+pub fn open_inputs(files: &[PathBuf]) -> Result<Vec<Input>, String> {
+    let stdin = || Input {
+        name: "stdin".into(),
+        reader: Box::new(io::stdin()),
+        size: None,
+    };
+    if files.is_empty() {
+        return Ok(vec![stdin()]);
+    }
+    let mut out = Vec::new();
+    let mut stdin_used = false;
+    for f in files {
+        if f.as_os_str() == "-" {
+            if stdin_used {
+                return Err("\"-\" (standard input) given twice".into());
+            }
+            stdin_used = true;
+            out.push(stdin());
+            continue;
+        }
+        let file = File::open(f).map_err(|e| format!("{}: {}", f.display(), io_reason(&e)))?;
+        let meta = file.metadata().ok();
+        if meta.as_ref().is_some_and(|m| m.is_dir()) {
+            return Err(format!("{}: is a directory", f.display()));
+        }
+        out.push(Input {
+            name: f.display().to_string(),
+            reader: Box::new(file),
+            size: meta.filter(|m| m.is_file()).map(|m| m.len()),
+        });
+    }
+    Ok(out)
+}
+
+/// An I/O error for the operator, without Rust's `(os error N)`.
+pub fn io_reason(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::NotFound => "no such file".into(),
+        io::ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => {
+            let s = e.to_string();
+            match s.find(" (os error") {
+                Some(i) => s[..i].to_string(),
+                None => s,
+            }
+        }
+    }
 }
 
 #[cfg(test)]

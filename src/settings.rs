@@ -40,6 +40,8 @@ pub struct Cli {
 }
 
 /// The subcommands. Each but `serve` lives in its own `cmd_*` module with its arguments.
+// Parsed once per process: the size of the `serve` variant costs nothing worth a `Box`.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the daemon (the default when no subcommand is given).
@@ -567,6 +569,20 @@ pub fn parse_size(s: &str) -> Result<u64, &'static str> {
         _ => return Err(REASON),
     };
     n.checked_mul(1u64 << shift).ok_or("too large")
+}
+
+/// A size argument of a subcommand (`--max-record 16MiB`): at least one byte.
+pub fn parse_size_arg(s: &str) -> Result<usize, String> {
+    let n = parse_size(s).map_err(str::to_string)?;
+    match usize::try_from(n) {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err("must be at least 1 byte and fit this machine".into()),
+    }
+}
+
+/// A duration argument of a subcommand (`--timeout 30s`).
+pub fn parse_duration_arg(s: &str) -> Result<Duration, String> {
+    parse_duration(s).map_err(str::to_string)
 }
 
 /// Seconds, or a number with a unit: `10`, `500ms`, `10s`, `5m`, `1h`.
