@@ -347,7 +347,7 @@ fn summary_text(t: &Tally, url: &str, elapsed: Duration, terminal: bool) -> Stri
         s.push_str("\r\x1b[2K");
     }
     s.push_str(&format!(
-        "sent {} records to {url} in {} POSTs, {:.1} s ({:.0} records/s), {} retries\n",
+        "send to {url}: {} records read, {} POSTs answered 2xx, {:.1} s ({:.0} records/s), {} retries\n",
         t.read,
         t.posts,
         elapsed.as_secs_f64(),
