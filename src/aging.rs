@@ -97,7 +97,8 @@ impl<K: Hash + Eq + Clone, V> AgingMap<K, V> {
         }
     }
 
-    fn pop_oldest(&mut self) -> Option<(K, V)> {
+    /// Removes and returns the oldest entry.
+    pub fn pop_oldest(&mut self) -> Option<(K, V)> {
         while let Some((key, gen)) = self.order.pop_front() {
             if self.map.get(&key).is_some_and(|e| e.gen == gen) {
                 let e = self.map.remove(&key).expect("live entry");

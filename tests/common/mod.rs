@@ -64,7 +64,7 @@ pub fn make_certs(dir: &Path) -> Certs {
     let req = ml_api_logger::certgen::CertRequest {
         hosts: vec!["localhost".into()],
         ips: vec!["127.0.0.1".parse().unwrap(), "::1".parse().unwrap()],
-        days: 30,
+        days: 90,
     };
     let g = ml_api_logger::certgen::generate(&req).unwrap();
     ml_api_logger::certgen::write_files(dir, &g, true).unwrap();
@@ -429,4 +429,107 @@ pub fn read_ndjson(path: &Path) -> Vec<serde_json::Value> {
         .enumerate()
         .map(|(i, l)| serde_json::from_str(l).unwrap_or_else(|e| panic!("line {}: {e}: {l}", i + 1)))
         .collect()
+}
+
+/// The certificate files `ml_api_logger cert` wrote into `dir`, for [`Start::new`].
+pub fn certs_in(dir: &Path) -> Certs {
+    use rustls::pki_types::pem::PemObject;
+    let ca = dir.join("serverca.crt");
+    let ca_der = CertificateDer::from_pem_file(&ca).unwrap();
+    Certs {
+        ca,
+        cert: dir.join("server.crt"),
+        key: dir.join("server.key"),
+        ca_der,
+    }
+}
+
+/// Runs the binary to completion with `args`, feeding `stdin`.
+pub fn run(args: &[&str], stdin: &[u8]) -> std::process::Output {
+    use std::io::Write;
+    let mut child = command()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    let data = stdin.to_vec();
+    let feeder = std::thread::spawn(move || {
+        let _ = input.write_all(&data);
+    });
+    let out = child.wait_with_output().unwrap();
+    feeder.join().unwrap();
+    out
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A record as the daemon writes it: its text without insignificant whitespace.
+pub fn minified(json: &str) -> String {
+    String::from_utf8(ml_api_logger::minify::minify(json.as_bytes())).unwrap()
+}
+
+/// Records the way the vendor's Go program logged them: each pretty-printed, then a newline.
+pub fn go_log(records: &[serde_json::Value]) -> String {
+    let mut out = String::new();
+    for r in records {
+        out.push_str(&serde_json::to_string_pretty(r).unwrap());
+        out.push('\n');
+    }
+    out
+}
+
+/// `n` exchanges built from the vendor's examples: request and response for sequences
+/// `first..first+n`, each with its own body so that no two records are alike.
+pub fn exchanges(first: u64, n: u64) -> Vec<serde_json::Value> {
+    let req: serde_json::Value = serde_json::from_str(REQUEST_FIXTURE).unwrap();
+    let resp: serde_json::Value = serde_json::from_str(RESPONSE_FIXTURE).unwrap();
+    let mut out = Vec::with_capacity(2 * n as usize);
+    for seq in first..first + n {
+        let mut q = req.clone();
+        q["sequence"] = seq.into();
+        q["request_body"]["from"] = (seq as i64 * -1000).into();
+        let mut r = resp.clone();
+        r["sequence"] = seq.into();
+        r["response_body"]["clock"] = (1_678_150_650_000u64 + seq).into();
+        out.push(q);
+        out.push(r);
+    }
+    out
+}
+
+/// Waits for `child` to exit (at most `limit`), sampling its peak resident memory (VmHWM, in
+/// KiB) from /proc while it runs. Returns the exit code and the last peak seen.
+pub fn wait_with_peak_rss(child: &mut Child, limit: Duration) -> (i32, u64) {
+    let deadline = Instant::now() + limit;
+    let status_path = format!("/proc/{}/status", child.id());
+    let mut peak = 0;
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&status_path) {
+            if let Some(kb) = text
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            {
+                peak = peak.max(kb);
+            }
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            return (status.code().unwrap_or(-1), peak);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("process did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
