@@ -19,12 +19,15 @@ pub struct AgingMap<K, V> {
     next_gen: u64,
     cap: usize,
     max_age: Duration,
+    /// Times are kept as milliseconds after this, half the size of an `Instant`.
+    base: Instant,
 }
 
 #[derive(Debug)]
 struct Entry<V> {
     value: V,
-    at: Instant,
+    /// Milliseconds after `base` when it was inserted.
+    at: u64,
     gen: u64,
 }
 
@@ -37,7 +40,12 @@ impl<K: Hash + Eq + Clone, V> AgingMap<K, V> {
             next_gen: 0,
             cap: cap.max(1),
             max_age,
+            base: Instant::now(),
         }
+    }
+
+    fn millis(&self, t: Instant) -> u64 {
+        t.saturating_duration_since(self.base).as_millis() as u64
     }
 
     /// Number of live entries.
@@ -60,7 +68,8 @@ impl<K: Hash + Eq + Clone, V> AgingMap<K, V> {
     pub fn insert(&mut self, key: K, value: V, now: Instant, mut evicted: impl FnMut(K, V)) {
         let gen = self.next_gen;
         self.next_gen += 1;
-        self.map.insert(key.clone(), Entry { value, at: now, gen });
+        let at = self.millis(now);
+        self.map.insert(key.clone(), Entry { value, at, gen });
         self.order.push_back((key, gen));
         while self.map.len() > self.cap {
             match self.pop_oldest() {
@@ -75,15 +84,17 @@ impl<K: Hash + Eq + Clone, V> AgingMap<K, V> {
     pub fn remove(&mut self, key: &K) -> Option<(V, Instant)> {
         let e = self.map.remove(key)?;
         self.compact_if_stale();
-        Some((e.value, e.at))
+        Some((e.value, self.base + Duration::from_millis(e.at)))
     }
 
     /// Removes every entry older than the age limit at `now`, oldest first.
     pub fn expire(&mut self, now: Instant, mut expired: impl FnMut(K, V)) {
+        let now = self.millis(now);
+        let max_age = self.max_age.as_millis() as u64;
         while let Some((key, gen)) = self.order.front() {
             match self.map.get(key) {
                 Some(e) if e.gen == *gen => {
-                    if now.saturating_duration_since(e.at) < self.max_age {
+                    if now.saturating_sub(e.at) < max_age {
                         break;
                     }
                     let (key, _) = self.order.pop_front().expect("front exists");
@@ -97,7 +108,8 @@ impl<K: Hash + Eq + Clone, V> AgingMap<K, V> {
         }
     }
 
-    fn pop_oldest(&mut self) -> Option<(K, V)> {
+    /// Removes and returns the oldest entry.
+    pub fn pop_oldest(&mut self) -> Option<(K, V)> {
         while let Some((key, gen)) = self.order.pop_front() {
             if self.map.get(&key).is_some_and(|e| e.gen == gen) {
                 let e = self.map.remove(&key).expect("live entry");

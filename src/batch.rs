@@ -85,18 +85,25 @@ pub fn split(body: &[u8]) -> Result<Split<'_>, SplitError> {
 }
 
 fn check_object(r: &RawValue, where_: impl FnOnce() -> String) -> Result<(), SplitError> {
-    let found = match r.get().trim_start().as_bytes().first() {
-        Some(b'{') => return Ok(()),
+    match value_kind(r.get().as_bytes()) {
+        "an object" => Ok(()),
+        found => Err(SplitError::NotObject {
+            where_: where_(),
+            found,
+        }),
+    }
+}
+
+/// What kind of JSON value a valid JSON text is, for messages: "an object", "an array", …
+pub fn value_kind(json: &[u8]) -> &'static str {
+    match json.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => "an object",
         Some(b'[') => "an array",
         Some(b'"') => "a string",
         Some(b't' | b'f') => "a boolean",
         Some(b'n') => "null",
         _ => "a number",
-    };
-    Err(SplitError::NotObject {
-        where_: where_(),
-        found,
-    })
+    }
 }
 
 #[cfg(test)]

@@ -63,7 +63,7 @@ pub struct RecordKey {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Fingerprint {
     hash: u64,
-    len: usize,
+    len: u32,
 }
 
 impl Fingerprint {
@@ -74,7 +74,8 @@ impl Fingerprint {
         bytes.hash(&mut h);
         Fingerprint {
             hash: h.finish(),
-            len: bytes.len(),
+            // Records are at most 16 MiB by default; a longer one only shares the low bits.
+            len: bytes.len() as u32,
         }
     }
 }
@@ -90,22 +91,20 @@ pub enum Verdict {
     Reuse,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct PendingKey {
-    ip: Option<IpAddr>,
-    sequence: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct WindowKey {
-    ip: Option<IpAddr>,
-    kind: Kind,
-    sequence: u64,
+/// Keys are kept as 64-bit hashes of (sender, kind, sequence): a third of the memory of the
+/// fields themselves, and a collision (one in 2^64 per pair) would also need equal fingerprints
+/// to drop a record.
+fn key(ip: Option<IpAddr>, kind: Option<Kind>, sequence: u64) -> u64 {
+    let mut h = std::hash::DefaultHasher::new();
+    (ip, kind, sequence).hash(&mut h);
+    h.finish()
 }
 
 struct Tables {
-    pending: AgingMap<PendingKey, ()>,
-    window: AgingMap<WindowKey, Fingerprint>,
+    /// Requests waiting for their response, by `key(ip, None, sequence)`.
+    pending: AgingMap<u64, ()>,
+    /// Written records, by `key(ip, Some(kind), sequence)`.
+    window: AgingMap<u64, Fingerprint>,
 }
 
 /// The correlation and duplicate tables, shared by every connection.
@@ -147,11 +146,7 @@ impl Correlator {
                 verdicts.push(Verdict::New);
                 continue;
             };
-            let key = WindowKey {
-                ip,
-                kind: r.kind,
-                sequence: r.sequence,
-            };
+            let key = key(ip, Some(r.kind), r.sequence);
             // The same record twice in one body is a duplicate too.
             let earlier_in_body = records[..i].iter().zip(&verdicts).any(|(e, v)| {
                 *v != Verdict::Duplicate
@@ -187,20 +182,8 @@ impl Correlator {
                 Verdict::Reuse => Stats::add(&s.sequence_reuses, 1),
                 Verdict::New => {}
             }
-            window.insert(
-                WindowKey {
-                    ip,
-                    kind: r.kind,
-                    sequence: r.sequence,
-                },
-                r.fingerprint,
-                now,
-                |_, _| {},
-            );
-            let key = PendingKey {
-                ip,
-                sequence: r.sequence,
-            };
+            window.insert(key(ip, Some(r.kind), r.sequence), r.fingerprint, now, |_, _| {});
+            let key = key(ip, None, r.sequence);
             match r.kind {
                 Kind::Request => {
                     Stats::add(&s.requests_seen, 1);

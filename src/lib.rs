@@ -11,7 +11,7 @@
 //! - [`server`] — binding, accept loops, the connection cap, the graceful stop.
 //! - [`connection`] — one connection: TLS handshake, HTTP/1.1 or HTTP/2, header and idle timeouts.
 //! - [`tls`] — PEM loading and its errors, the rustls configuration.
-//! - [`certgen`] — the local CA and server certificate (the embedded default).
+//! - [`certgen`] — a CA and a server certificate (the embedded default, and `cert`).
 //! - [`x509`] — subject and validity of a certificate, for the operator.
 //! - [`http`] — routes and the `POST /log` flow.
 //! - [`decode`] — `gzip`/`deflate` bodies under the size limit.
@@ -20,6 +20,11 @@
 //! - [`ingest`] — records checked and minified into lines; every refusal and its status.
 //! - [`minify`] — whitespace removal that changes nothing else.
 //! - [`output`] — the single writer: gathered writes, fsync, rollback, partial-line recovery.
+//! - [`allow`] — the address allowlist, checked before the handshake.
+//! - [`budget`] — the daemon-wide memory budget for request bodies.
+//! - [`ratelimit`] — per-connection failures logged at most a few times a minute.
+//! - [`correlate`], [`aging`] — requests matched with responses, duplicates, bounded tables.
+//! - [`rejects`] — the file of refused bodies.
 //! - [`stats`] — counters.
 //! - [`metrics`] — the counters in the Prometheus text format.
 //! - [`admin`] — the plain-HTTP listener for `/metrics` and `/healthz`.
@@ -27,6 +32,16 @@
 //! - [`shutdown`] — stop signals.
 //! - [`diagnostics`] — `tracing` to stderr, as text or JSON lines.
 //! - [`timefmt`] — RFC 3339 and civil time.
+//!
+//! The operator's commands, one module each, and what only they use:
+//!
+//! - [`cmd_cert`] — `cert`: a CA and a server certificate in one step (the work is [`certgen`]'s).
+//! - [`cmd_send`] — `send`: records POSTed over TLS, with batches, concurrency and retries.
+//! - [`client_tls`] — whom `send` trusts: a CA file, the system's roots, or (`--insecure`) anyone.
+//! - [`cmd_inspect`] — `inspect`: what a log holds; pairs; clean NDJSON.
+//! - [`reader`] — the records of a stream of any size: NDJSON, arrays, concatenated JSON.
+//! - [`progress`] — the progress line on a terminal.
+//! - [`cmd_completions`], [`cmd_man`] — shell completions and the manual page, from the clap definitions.
 
 #![forbid(unsafe_code)]
 
@@ -37,6 +52,12 @@ pub mod allow;
 pub mod batch;
 pub mod budget;
 pub mod certgen;
+pub mod client_tls;
+pub mod cmd_cert;
+pub mod cmd_completions;
+pub mod cmd_inspect;
+pub mod cmd_man;
+pub mod cmd_send;
 pub mod connection;
 pub mod correlate;
 pub mod daemon;
@@ -48,7 +69,9 @@ pub mod metrics;
 pub mod minify;
 pub mod notify;
 pub mod output;
+pub mod progress;
 pub mod ratelimit;
+pub mod reader;
 pub mod record;
 pub mod rejects;
 pub mod server;

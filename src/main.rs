@@ -1,17 +1,25 @@
-//! The `ml_api_logger` binary: parses arguments, starts diagnostics, and runs the daemon.
+//! The `ml_api_logger` binary: parses arguments, then runs the daemon or one of the operator's
+//! commands (`cert`, `send`, `inspect`, `completions`, `man`).
 
 #![forbid(unsafe_code)]
 
 use std::process::ExitCode;
 
 use ml_api_logger::settings::{self, Command, Settings};
-use ml_api_logger::{activation, daemon, diagnostics};
+use ml_api_logger::{
+    activation, cmd_cert, cmd_completions, cmd_inspect, cmd_man, cmd_send, daemon, diagnostics,
+};
 
 fn main() -> ExitCode {
     let (cli, matches) = settings::parse_cli();
     let (args, sub) = match &cli.command {
         Some(Command::Serve(args)) => (args, matches.subcommand_matches("serve").unwrap_or(&matches)),
         None => (&cli.serve, &matches),
+        Some(Command::Cert(args)) => return cmd_cert::run(args),
+        Some(Command::Send(args)) => return cmd_send::run(args),
+        Some(Command::Inspect(args)) => return cmd_inspect::run(args),
+        Some(Command::Completions(args)) => return cmd_completions::run(args),
+        Some(Command::Man) => return cmd_man::run(),
     };
     let settings = match Settings::from_matches(args, sub) {
         Ok(s) => s,

@@ -39,11 +39,23 @@ pub struct Cli {
     pub serve: ServeArgs,
 }
 
-/// The subcommands.
+/// The subcommands. Each but `serve` lives in its own `cmd_*` module with its arguments.
+// Parsed once per process: the size of the `serve` variant costs nothing worth a `Box`.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the daemon (the default when no subcommand is given).
     Serve(ServeArgs),
+    /// Make a CA and a server certificate: the five files of the vendor's openssl commands, in one step.
+    Cert(crate::cmd_cert::CertArgs),
+    /// POST records from files or stdin to a logger: test a setup end to end, or replay an old log.
+    Send(crate::cmd_send::SendArgs),
+    /// Summarize a log (any size, any form): conformance, pairs, duplicates, sequences; or pair or normalize it.
+    Inspect(crate::cmd_inspect::InspectArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(crate::cmd_completions::CompletionsArgs),
+    /// Print the manual page (roff): ml_api_logger man > ml_api_logger.1
+    Man,
 }
 
 /// The daemon's settings as raw strings, exactly as given; [`Settings::from_matches`] checks them.
@@ -544,6 +556,7 @@ impl Settings {
                 matches.subcommand_matches("serve").cloned().unwrap_or_default(),
             ),
             None => (cli.serve.clone(), matches.clone()),
+            Some(_) => return Err("not the daemon: a subcommand other than serve".into()),
         };
         Settings::from_matches(&serve, &sub).map_err(|e| e.to_string())
     }
@@ -611,6 +624,20 @@ pub fn parse_size(s: &str) -> Result<u64, &'static str> {
         _ => return Err(REASON),
     };
     n.checked_mul(1u64 << shift).ok_or("too large")
+}
+
+/// A size argument of a subcommand (`--max-record 16MiB`): at least one byte.
+pub fn parse_size_arg(s: &str) -> Result<usize, String> {
+    let n = parse_size(s).map_err(str::to_string)?;
+    match usize::try_from(n) {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err("must be at least 1 byte and fit this machine".into()),
+    }
+}
+
+/// A duration argument of a subcommand (`--timeout 30s`).
+pub fn parse_duration_arg(s: &str) -> Result<Duration, String> {
+    parse_duration(s).map_err(str::to_string)
 }
 
 /// Seconds, or a number with a unit: `10`, `500ms`, `10s`, `5m`, `1h`.

@@ -221,7 +221,7 @@ fn bad_pem(setting: &'static str, path: &Path, e: rustls_pki_types::pem::Error) 
 }
 
 /// PKCS#8 `ENCRYPTED PRIVATE KEY`, or a legacy OpenSSL key with `Proc-Type: 4,ENCRYPTED`.
-fn is_encrypted(pem: &[u8]) -> bool {
+pub(crate) fn is_encrypted(pem: &[u8]) -> bool {
     let has = |needle: &[u8]| pem.windows(needle.len()).any(|w| w == needle);
     has(b"-----BEGIN ENCRYPTED PRIVATE KEY-----") || has(b"Proc-Type: 4,ENCRYPTED")
 }

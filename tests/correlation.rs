@@ -143,6 +143,9 @@ async fn memory_stays_flat_under_a_million_unanswered_sequences() {
         }
     }
     let at_end = rss();
+    eprintln!(
+        "a million unanswered sequences: RSS {at_pending_cap} MiB at 300,000, {at_end} MiB at 1,000,000"
+    );
     let (_, stderr) = d.stop();
     let summary = stderr
         .lines()

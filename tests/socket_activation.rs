@@ -35,8 +35,7 @@ async fn passed_sockets_are_served_and_nothing_else_is_bound() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let mut start = Start::new(&certs).args(["--output", out.to_str().unwrap()]);
     start.args[3] = taken.local_addr().unwrap().port().to_string();
-    start.launcher = socket_activate(&["tls=127.0.0.1:0", "admin=127.0.0.1:0"]);
-    let d = start.start();
+    let d = start.start_via(&socket_activate(&["tls=127.0.0.1:0", "admin=127.0.0.1:0"]));
     let stderr = d.stderr();
     assert_eq!(d.addr, passed(&stderr, "tls"));
     assert_eq!(d.admin_addr(), passed(&stderr, "admin"));
@@ -62,9 +61,9 @@ async fn passed_sockets_are_served_and_nothing_else_is_bound() {
 async fn without_an_admin_socket_the_admin_address_is_not_bound() {
     let dir = TempDir::new("activation-noadmin");
     let certs = make_certs(dir.path());
-    let mut start = Start::new(&certs).env("LOGGER_ADMIN_ADDR", "127.0.0.1:0");
-    start.launcher = socket_activate(&["tls=127.0.0.1:0"]);
-    let d = start.start();
+    let d = Start::new(&certs)
+        .env("LOGGER_ADMIN_ADDR", "127.0.0.1:0")
+        .start_via(&socket_activate(&["tls=127.0.0.1:0"]));
     let stderr = d.stderr();
     assert_eq!(d.addr, passed(&stderr, "tls"));
     assert!(!stderr.contains("admin http://"), "{stderr}");
@@ -81,9 +80,7 @@ async fn without_an_admin_socket_the_admin_address_is_not_bound() {
 async fn sockets_for_another_process_are_left_alone() {
     let dir = TempDir::new("activation-pid");
     let certs = make_certs(dir.path());
-    let mut start = Start::new(&certs);
-    start.launcher = socket_activate(&["--wrong-pid", "tls=127.0.0.1:0"]);
-    let d = start.start();
+    let d = Start::new(&certs).start_via(&socket_activate(&["--wrong-pid", "tls=127.0.0.1:0"]));
     // It bound --ip 127.0.0.1 --port 0 itself.
     assert_ne!(d.addr, passed(&d.stderr(), "tls"));
     assert!(!d.stderr().contains("passed by systemd"));

@@ -97,9 +97,6 @@ pub struct Start<'a> {
     pub stdout: Option<std::fs::File>,
     /// Give the daemon a pipe for stdout (taken from `Daemon::child.stdout`).
     pub pipe_stdout: bool,
-    /// A program (and its arguments) that starts the daemon, given the binary and its arguments
-    /// after these: the socket-activation launcher.
-    pub launcher: Vec<String>,
 }
 
 impl<'a> Start<'a> {
@@ -120,7 +117,6 @@ impl<'a> Start<'a> {
             cwd: None,
             stdout: None,
             pipe_stdout: false,
-            launcher: Vec::new(),
         }
     }
 
@@ -132,7 +128,6 @@ impl<'a> Start<'a> {
             cwd: Some(cwd),
             stdout: None,
             pipe_stdout: false,
-            launcher: Vec::new(),
         }
     }
 
@@ -157,7 +152,13 @@ impl<'a> Start<'a> {
     }
 
     pub fn start(self) -> Daemon {
-        Daemon::spawn(self)
+        Daemon::spawn(self, &[])
+    }
+
+    /// Starts the daemon through `launcher` (a program and its arguments, given the binary and
+    /// the daemon's arguments after them): the socket-activation launcher, [`socket_activate`].
+    pub fn start_via(self, launcher: &[String]) -> Daemon {
+        Daemon::spawn(self, launcher)
     }
 }
 
@@ -185,7 +186,7 @@ pub fn clean_env(mut cmd: Command) -> Command {
 }
 
 /// The socket-activation launcher (`tests/socket_activate.py`) with its socket specs, for
-/// [`Start::launcher`]: `["tls=127.0.0.1:0", "admin=127.0.0.1:0"]`.
+/// [`Start::start_via`]: `["tls=127.0.0.1:0", "admin=127.0.0.1:0"]`.
 pub fn socket_activate(specs: &[&str]) -> Vec<String> {
     let mut v = vec![
         python3(),
@@ -208,8 +209,8 @@ pub fn python3() -> String {
 }
 
 impl Daemon {
-    fn spawn(s: Start<'_>) -> Daemon {
-        let mut cmd = match s.launcher.split_first() {
+    fn spawn(s: Start<'_>, launcher: &[String]) -> Daemon {
+        let mut cmd = match launcher.split_first() {
             None => command(),
             Some((program, args)) => {
                 let mut c = clean_env(Command::new(program));
@@ -534,4 +535,107 @@ pub async fn scrape(addr: SocketAddr) -> prom::Scrape {
         "text/plain; version=0.0.4; charset=utf-8"
     );
     prom::parse(&r.body).unwrap_or_else(|e| panic!("not Prometheus text: {e}\n{}", r.body))
+}
+
+/// The certificate files `ml_api_logger cert` wrote into `dir`, for [`Start::new`].
+pub fn certs_in(dir: &Path) -> Certs {
+    use rustls::pki_types::pem::PemObject;
+    let ca = dir.join("serverca.crt");
+    let ca_der = CertificateDer::from_pem_file(&ca).unwrap();
+    Certs {
+        ca,
+        cert: dir.join("server.crt"),
+        key: dir.join("server.key"),
+        ca_der,
+    }
+}
+
+/// Runs the binary to completion with `args`, feeding `stdin`.
+pub fn run(args: &[&str], stdin: &[u8]) -> std::process::Output {
+    use std::io::Write;
+    let mut child = command()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    let data = stdin.to_vec();
+    let feeder = std::thread::spawn(move || {
+        let _ = input.write_all(&data);
+    });
+    let out = child.wait_with_output().unwrap();
+    feeder.join().unwrap();
+    out
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A record as the daemon writes it: its text without insignificant whitespace.
+pub fn minified(json: &str) -> String {
+    String::from_utf8(ml_api_logger::minify::minify(json.as_bytes())).unwrap()
+}
+
+/// Records the way the vendor's Go program logged them: each pretty-printed, then a newline.
+pub fn go_log(records: &[serde_json::Value]) -> String {
+    let mut out = String::new();
+    for r in records {
+        out.push_str(&serde_json::to_string_pretty(r).unwrap());
+        out.push('\n');
+    }
+    out
+}
+
+/// `n` exchanges built from the vendor's examples: request and response for sequences
+/// `first..first+n`, each with its own body so that no two records are alike.
+pub fn exchanges(first: u64, n: u64) -> Vec<serde_json::Value> {
+    let req: serde_json::Value = serde_json::from_str(REQUEST_FIXTURE).unwrap();
+    let resp: serde_json::Value = serde_json::from_str(RESPONSE_FIXTURE).unwrap();
+    let mut out = Vec::with_capacity(2 * n as usize);
+    for seq in first..first + n {
+        let mut q = req.clone();
+        q["sequence"] = seq.into();
+        q["request_body"]["from"] = (seq as i64 * -1000).into();
+        let mut r = resp.clone();
+        r["sequence"] = seq.into();
+        r["response_body"]["clock"] = (1_678_150_650_000u64 + seq).into();
+        out.push(q);
+        out.push(r);
+    }
+    out
+}
+
+/// Waits for `child` to exit (at most `limit`), sampling its peak resident memory (VmHWM, in
+/// KiB) from /proc while it runs. Returns the exit code and the last peak seen.
+pub fn wait_with_peak_rss(child: &mut Child, limit: Duration) -> (i32, u64) {
+    let deadline = Instant::now() + limit;
+    let status_path = format!("/proc/{}/status", child.id());
+    let mut peak = 0;
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&status_path) {
+            if let Some(kb) = text
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            {
+                peak = peak.max(kb);
+            }
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            return (status.code().unwrap_or(-1), peak);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("process did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

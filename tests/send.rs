@@ -1,0 +1,352 @@
+//! `ml_api_logger send` against the real daemon: the vendor's pretty-printed examples, a
+//! 100,000-record NDJSON file, a Go-program log and an array arrive record for record; a daemon
+//! that is not up yet, or that answers 503 while its disk is full, still gets everything once;
+//! refusals and bad arguments give the documented exit codes.
+
+mod common;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn daemon_writing_to(certs: &Certs, out: &Path) -> Daemon {
+    Start::new(certs)
+        .args(["--output", out.to_str().unwrap()])
+        .start()
+}
+
+fn url(d: &Daemon) -> String {
+    format!("https://127.0.0.1:{}/log", d.addr.port())
+}
+
+fn lines(path: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines().map(str::to_string).collect()
+}
+
+fn stderr_of(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn the_vendor_examples_pretty_printed() {
+    let dir = TempDir::new("send-vendor");
+    let certs = make_certs(dir.path());
+    let log = dir.join("log.ndjson");
+    let d = daemon_writing_to(&certs, &log);
+    std::fs::write(dir.join("request.json"), REQUEST_FIXTURE).unwrap();
+    std::fs::write(dir.join("response.json"), RESPONSE_FIXTURE).unwrap();
+    let out = run(
+        &[
+            "send",
+            "--url",
+            &url(&d),
+            "--ca",
+            certs.ca.to_str().unwrap(),
+            dir.join("request.json").to_str().unwrap(),
+            dir.join("response.json").to_str().unwrap(),
+        ],
+        b"",
+    );
+    let stderr = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("accepted     2"), "{stderr}");
+    assert!(out.stdout.is_empty(), "the summary goes to stderr");
+    let (code, _) = d.stop();
+    assert_eq!(code, 0);
+    assert_eq!(
+        lines(&log),
+        vec![minified(REQUEST_FIXTURE), minified(RESPONSE_FIXTURE)]
+    );
+}
+
+#[test]
+fn a_100k_record_ndjson_file_arrives_record_for_record() {
+    let dir = TempDir::new("send-100k");
+    let certs = make_certs(dir.path());
+    let log = dir.join("log.ndjson");
+    let d = daemon_writing_to(&certs, &log);
+    let mut input = String::new();
+    for seq in 0..50_000u64 {
+        input.push_str(&format!(
+            "{{\"sequence\":{seq},\"request\":{{\"Method\":\"POST\",\"RequestURI\":\"/api/v1/metrics\",\"Header\":{{\"Accept\":[\"application/json\"]}}}},\"request_body\":{{\"from\":-{seq}}}}}\n"
+        ));
+        input.push_str(&format!(
+            "{{\"sequence\":{seq},\"response_status_code\":\"200\",\"response_body\":{{\"clock\":{seq}}}}}\n"
+        ));
+    }
+    let file = dir.join("records.ndjson");
+    std::fs::write(&file, &input).unwrap();
+    let started = Instant::now();
+    let out = run(
+        &[
+            "send",
+            "--url",
+            &url(&d),
+            "--ca",
+            certs.ca.to_str().unwrap(),
+            "--batch",
+            "100",
+            "--concurrency",
+            "4",
+            file.to_str().unwrap(),
+        ],
+        b"",
+    );
+    let took = started.elapsed();
+    let stderr = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    eprintln!(
+        "100,000 records in batches of 100 over 4 connections: {:.2} s, {:.0} records/s",
+        took.as_secs_f64(),
+        100_000.0 / took.as_secs_f64()
+    );
+    let (code, _) = d.stop();
+    assert_eq!(code, 0);
+    // Four connections interleave the batches; each record arrives once, as sent.
+    let mut got = lines(&log);
+    let mut want: Vec<String> = input.lines().map(str::to_string).collect();
+    assert_eq!(got.len(), 100_000);
+    got.sort();
+    want.sort();
+    assert!(got == want, "the daemon's output differs from the input");
+    assert!(
+        stderr.contains("accepted     100000 (0 already written"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_go_program_log_and_an_array_arrive_in_order() {
+    let dir = TempDir::new("send-go");
+    let certs = make_certs(dir.path());
+    let log = dir.join("log.ndjson");
+    let d = daemon_writing_to(&certs, &log);
+    let records = exchanges(1, 300);
+    let go = go_log(&records);
+    let array = serde_json::to_string_pretty(&exchanges(1000, 50)).unwrap();
+    std::fs::write(dir.join("array.json"), &array).unwrap();
+    // The Go log on stdin ("-"), then the array file.
+    let out = run(
+        &[
+            "send",
+            "--url",
+            &url(&d),
+            "--ca",
+            certs.ca.to_str().unwrap(),
+            "--batch",
+            "7",
+            "-",
+            dir.join("array.json").to_str().unwrap(),
+        ],
+        go.as_bytes(),
+    );
+    let stderr = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let (code, _) = d.stop();
+    assert_eq!(code, 0);
+    let want: Vec<String> = records
+        .iter()
+        .chain(exchanges(1000, 50).iter())
+        .map(|r| minified(&serde_json::to_string_pretty(r).unwrap()))
+        .collect();
+    let got = lines(&log);
+    assert_eq!(got.len(), 700);
+    assert!(got == want, "the daemon's output differs from the input");
+}
+
+#[test]
+fn connection_errors_are_retried_until_the_daemon_is_up() {
+    let dir = TempDir::new("send-later");
+    let certs = make_certs(dir.path());
+    let log = dir.join("log.ndjson");
+    let input = go_log(&exchanges(1, 10));
+    std::fs::write(dir.join("in.json"), &input).unwrap();
+    let port = free_port();
+    let mut send = command()
+        .args([
+            "send",
+            "--url",
+            &format!("https://127.0.0.1:{port}/log"),
+            "--ca",
+            certs.ca.to_str().unwrap(),
+            dir.join("in.json").to_str().unwrap(),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut start = Start::new(&certs).args(["--output", log.to_str().unwrap()]);
+    let at = start.args.iter().position(|a| a == "--port").unwrap();
+    start.args[at + 1] = port.to_string();
+    let d = start.start();
+    let code = wait_exit(&mut send, Duration::from_secs(60));
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut send.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stderr.contains(" 0 retries"), "it had to retry: {stderr}");
+    let (code, _) = d.stop();
+    assert_eq!(code, 0);
+    let want: Vec<String> = exchanges(1, 10)
+        .iter()
+        .map(|r| minified(&r.to_string()))
+        .collect();
+    assert_eq!(lines(&log), want);
+}
+
+/// A tmpfs mounted for the test, unmounted when dropped.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path, size: &str) -> Result<Tmpfs, String> {
+        std::fs::create_dir_all(at).unwrap();
+        let out = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size}"),
+                "tmpfs",
+                at.to_str().unwrap(),
+            ])
+            .output()
+            .map_err(|e| format!("cannot run mount: {e}"))?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+        }
+        Ok(Tmpfs(at.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn while_the_disk_is_full_the_daemon_answers_503_and_everything_arrives_once() {
+    let dir = TempDir::new("send-503");
+    let certs = make_certs(dir.path());
+    let disk = match Tmpfs::mount(&dir.join("disk"), "1m") {
+        Ok(d) => d,
+        Err(why) => {
+            eprintln!("SKIPPED: this test needs to mount a tmpfs (as root): {why}");
+            return;
+        }
+    };
+    let log = disk.0.join("log.ndjson");
+    let d = daemon_writing_to(&certs, &log);
+    // Fill the disk.
+    let filler = disk.0.join("filler");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let block = vec![b'x'; 64 << 10];
+        while f.write_all(&block).is_ok() {}
+        let _ = f.sync_all();
+    }
+    let input = go_log(&exchanges(1, 20));
+    std::fs::write(dir.join("in.json"), &input).unwrap();
+    let mut send = command()
+        .args([
+            "send",
+            "--url",
+            &url(&d),
+            "--ca",
+            certs.ca.to_str().unwrap(),
+            "--batch",
+            "4",
+            "--concurrency",
+            "2",
+            dir.join("in.json").to_str().unwrap(),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(lines(&log).is_empty(), "nothing can be written yet");
+    std::fs::remove_file(&filler).unwrap();
+    let code = wait_exit(&mut send, Duration::from_secs(60));
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut send.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stderr.contains(" 0 retries"), "it had to retry: {stderr}");
+    let (code, daemon_stderr) = d.stop();
+    assert_eq!(code, 0);
+    assert!(
+        daemon_stderr.contains("503") || daemon_stderr.to_lowercase().contains("no space"),
+        "{daemon_stderr}"
+    );
+    let mut got = lines(&log);
+    let mut want: Vec<String> = exchanges(1, 20)
+        .iter()
+        .map(|r| minified(&r.to_string()))
+        .collect();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want, "every record once");
+}
+
+#[test]
+fn refusals_untrusted_servers_and_bad_arguments() {
+    let dir = TempDir::new("send-refused");
+    let certs = make_certs(dir.path());
+    let log = dir.join("log.ndjson");
+    let d = Start::new(&certs)
+        .args(["--output", log.to_str().unwrap(), "--strict"])
+        .start();
+    let ca = certs.ca.to_str().unwrap();
+    let bad = "{\"sequence\":1,\"request\":{\"Method\":7,\"RequestURI\":\"/\"}}\nnot json\n";
+    let input = format!("{}\n{bad}", minified(REQUEST_FIXTURE));
+    let out = run(&["send", "--url", &url(&d), "--ca", ca], input.as_bytes());
+    let stderr = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("accepted     1"), "{stderr}");
+    assert!(stderr.contains("refused      1 (1 with 422)"), "{stderr}");
+    assert!(
+        stderr.contains("stdin:2: 422:") && stderr.contains("request.Method"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("not sent     1") && stderr.contains("stdin:3"),
+        "{stderr}"
+    );
+
+    // No --ca: the system's roots do not know the test CA.
+    let out = run(&["send", "--url", &url(&d)], REQUEST_FIXTURE.as_bytes());
+    let stderr = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("unreachable  1") && stderr.contains("--ca"),
+        "{stderr}"
+    );
+    // --insecure accepts it.
+    let out = run(
+        &["send", "--url", &url(&d), "--insecure"],
+        REQUEST_FIXTURE.as_bytes(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    drop(d);
+
+    for (args, why) in [
+        (vec!["send", "--url", "http://127.0.0.1:1/log"], "https:// only"),
+        (vec!["send", "--ca", "/nonexistent/ca.crt"], "no such file"),
+        (
+            vec!["send", "--ca", ca, "/nonexistent/records.json"],
+            "no such file",
+        ),
+        (vec!["send", "--ca", ca, "--insecure"], "cannot be used with"),
+        (vec!["send", "--batch", "0"], "--batch"),
+    ] {
+        let out = run(&args, b"");
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr_of(&out));
+        assert!(stderr_of(&out).contains(why), "{args:?}: {}", stderr_of(&out));
+    }
+}
