@@ -5,7 +5,7 @@ mod common;
 
 use std::sync::Arc;
 
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::net::TcpSocket;
 
 use common::*;
@@ -21,16 +21,7 @@ async fn post_from(source: &str, addr: std::net::SocketAddr, ca: &CertificateDer
     .unwrap();
     socket.bind(local).unwrap();
     let tcp = socket.connect(addr).await.ok()?;
-    let name = ServerName::try_from("localhost").unwrap();
-    let tls = tokio_rustls::TlsConnector::from(tls_config(ca, &[b"http/1.1"]))
-        .connect(name, tcp)
-        .await
-        .ok()?;
-    let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-        .await
-        .ok()?;
-    tokio::spawn(conn);
-    let mut c = Client::from_h1(sender);
+    let mut c = Client::try_h1_over(tcp, tls_config(ca, &[b"http/1.1"])).await?;
     c.try_request("POST", "/log", &[], REQUEST_FIXTURE)
         .await
         .ok()
@@ -107,18 +98,9 @@ async fn post_with_identity(
         None => builder.with_no_client_auth(),
     };
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let name = ServerName::try_from("localhost").unwrap();
     // With TLS 1.3 the server's verdict on the client certificate arrives after the client's
     // side of the handshake: a refusal shows up on the first request.
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(name, tcp)
-        .await
-        .ok()?;
-    let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-        .await
-        .ok()?;
-    tokio::spawn(conn);
-    let mut c = Client::from_h1(sender);
+    let mut c = Client::try_h1_over(tcp, Arc::new(config)).await?;
     c.try_request("POST", "/log", &[], REQUEST_FIXTURE)
         .await
         .ok()

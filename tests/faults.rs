@@ -91,16 +91,7 @@ async fn connect(
     ca: &rustls::pki_types::CertificateDer<'static>,
 ) -> Option<Client> {
     let tcp = tokio::net::TcpStream::connect(addr).await.ok()?;
-    let name = rustls::pki_types::ServerName::try_from("localhost").ok()?;
-    let tls = tokio_rustls::TlsConnector::from(tls_config(ca, &[b"http/1.1"]))
-        .connect(name, tcp)
-        .await
-        .ok()?;
-    let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-        .await
-        .ok()?;
-    tokio::spawn(conn);
-    Some(Client::from_h1(sender))
+    Client::try_h1_over(tcp, tls_config(ca, &[b"http/1.1"])).await
 }
 
 impl Load {

@@ -392,6 +392,18 @@ pub struct Client {
 }
 
 impl Client {
+    /// HTTP/1.1 over TLS on `tcp` with `config`; `None` when the handshake fails, as it does
+    /// for a refused peer.
+    pub async fn try_h1_over(tcp: TcpStream, config: Arc<rustls::ClientConfig>) -> Option<Client> {
+        let name = ServerName::try_from("localhost").ok()?;
+        let tls = TlsConnector::from(config).connect(name, tcp).await.ok()?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .ok()?;
+        tokio::spawn(conn);
+        Some(Client::from_h1(sender))
+    }
+
     /// A client over an HTTP/1 connection made elsewhere.
     pub fn from_h1(sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>) -> Client {
         Client {
