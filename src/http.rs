@@ -184,9 +184,16 @@ where
         .and_then(|v| v.parse::<u64>().ok());
     // Without a rejects file there is no reason to read a body that is refused anyway.
     if app.rejects.is_none() {
-        codings.as_ref().map_err(|e| IngestError::Decode(e.clone()))?;
-        if declared.is_some_and(|n| n > app.max_body as u64) {
-            return Err(IngestError::TooLarge { limit: app.max_body });
+        let early = match &codings {
+            Err(e) => Some(IngestError::Decode(e.clone())),
+            Ok(_) if declared.is_some_and(|n| n > app.max_body as u64) => {
+                Some(IngestError::TooLarge { limit: app.max_body })
+            }
+            Ok(_) => None,
+        };
+        if let Some(e) = early {
+            drain(&mut req.into_body()).await;
+            return Err(e);
         }
     }
     // What this request holds of the body budget; given back when it is answered.
@@ -330,12 +337,39 @@ where
         budget.take(held, keep).await.map_err(BodyError::Busy)?;
         if len + data.len() > limit {
             chunks.push(data.slice(..limit - len));
+            drain(&mut body).await;
             return Err(BodyError::TooLarge(concat(chunks, limit)));
         }
         len += data.len();
         chunks.push(data);
     }
     Ok(concat(chunks, len))
+}
+
+/// At most this much of a refused body is read and thrown away before the answer.
+const DRAIN_MAX: usize = 1 << 20;
+/// For at most this long.
+const DRAIN_TIME: Duration = Duration::from_secs(1);
+
+/// Reads and discards what is left of a refused body, within [`DRAIN_MAX`] and [`DRAIN_TIME`],
+/// so that a client still sending reads the refusal rather than a connection reset (closing a
+/// socket with unread data makes the kernel send RST, which can destroy the answer in flight).
+async fn drain<B>(body: &mut B)
+where
+    B: Body<Data = Bytes> + Unpin,
+{
+    let discard = async {
+        let mut seen = 0usize;
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Ok(data) = frame.into_data() {
+                seen += data.len();
+                if seen > DRAIN_MAX {
+                    return;
+                }
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIME, discard).await;
 }
 
 fn concat(mut chunks: Vec<Bytes>, len: usize) -> Bytes {
