@@ -103,6 +103,10 @@ fn read_time(input: &[u8]) -> Option<(i64, &[u8])> {
     let (tag, text, rest) = Tlv::read_any(input)?;
     let text = std::str::from_utf8(text).ok()?;
     let text = text.strip_suffix('Z')?;
+    // Digits only: slicing below is by byte, and a multi-byte character would split.
+    if !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
     let num = |s: &str| s.parse::<u32>().ok();
     let (year, tail) = match tag {
         0x17 if text.len() == 12 => {
@@ -172,6 +176,20 @@ mod tests {
         assert_eq!(s.subject, "CN=sensor-1,O=Example\\, Inc");
         assert_eq!(crate::timefmt::rfc3339_secs(s.not_before), "2024-01-02T00:00:00Z");
         assert_eq!(crate::timefmt::rfc3339_secs(s.not_after), "2051-03-04T00:00:00Z");
+    }
+
+    #[test]
+    fn a_time_with_a_multibyte_character_is_none_not_a_panic() {
+        let mut der = vec![0x17, 13];
+        der.extend_from_slice("1\u{e9}010100000Z".as_bytes());
+        assert_eq!(der.len(), 15);
+        assert_eq!(read_time(&der), None);
+        let mut ok = vec![0x17, 13];
+        ok.extend_from_slice(b"240102000000Z");
+        assert_eq!(
+            read_time(&ok).map(|(t, _)| crate::timefmt::rfc3339_secs(t)),
+            Some("2024-01-02T00:00:00Z".into())
+        );
     }
 
     #[test]
