@@ -1,11 +1,17 @@
-//! The output: one writer thread that appends records to a file or stdout.
+//! The output: records appended to a file or stdout, one writer at a time.
 //!
-//! Every request hands its lines to [`Output::write`] and waits. The writer gathers whatever is
-//! waiting into one `write(2)` (and one `fdatasync(2)` with fsync on), then answers every waiter
-//! at once, so a `2xx` always follows the write. One writer means lines never interleave and a
-//! request's lines are contiguous. A failed or short write is rolled back to the last whole line,
-//! so the file never holds a torn line that was acknowledged or not. At open, a partial last line
-//! left by a crash is moved to `FILE.partial`. It does not know what a record is.
+//! Every request hands its lines to [`Output::write`] and waits. When nobody is writing, the
+//! request writes itself, at once, with no hand-off to another thread; while one writes, the
+//! others queue, and the one writing takes the whole queue into its next `write(2)` (and one
+//! `fdatasync(2)` with fsync on), then answers every waiter at once. So a `2xx` always follows the
+//! write, one write serves everything that was waiting, lines never interleave and a request's
+//! lines are contiguous. A failed or short write is rolled back to the last whole line, so the
+//! file never holds a torn line, acknowledged or not. At open, a partial last line left by a
+//! crash is moved to `FILE.partial`. It does not know what a record is.
+//!
+//! The write runs on the async worker that carries the request: to the page cache it takes
+//! microseconds, less than waking another thread would. `fdatasync(2)` takes milliseconds, so
+//! with fsync on the runtime is told to move its other work off that worker meanwhile.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -13,10 +19,10 @@ use std::os::fd::AsFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{oneshot, watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::settings::OutputTarget;
 use crate::stats::{Histogram, BATCH_BUCKETS, IO_BUCKETS};
@@ -59,24 +65,45 @@ pub enum WriteError {
     Gone(String),
 }
 
-/// What the writer receives.
-enum Msg {
-    /// Lines to write.
-    Job(Job),
-    /// Write what is queued, sync, and stop.
-    Stop,
-    /// Reopen the file by its path (after logrotate moved it).
-    Reopen(oneshot::Sender<Result<(), String>>),
-}
-
-/// One request's lines and the way back to it.
+/// One request's lines, waiting for the request that is writing to take them.
 struct Job {
     data: Vec<u8>,
     /// Records (lines) in `data`, for the records-per-batch histogram.
     records: u64,
-    done: oneshot::Sender<Result<(), WriteError>>,
+    /// How to answer the request; `None` for the request that writes it itself.
+    done: Option<oneshot::Sender<Result<(), WriteError>>>,
     /// Holds the request's share of the queue budget until its bytes are written.
     _budget: OwnedSemaphorePermit,
+}
+
+/// What waits for the writing request, in order of arrival.
+enum Entry {
+    /// Lines to write.
+    Job(Job),
+    /// Reopen the file by its path (after logrotate moved it).
+    Reopen(oneshot::Sender<Result<(), String>>),
+}
+
+/// The queue and who is writing; held only for moments, never across a write.
+struct State {
+    queue: Vec<Entry>,
+    /// A request is writing (and will take the queue before it stops).
+    writing: bool,
+    /// [`Writer::finish`] was called: nothing new is taken.
+    closed: bool,
+}
+
+/// Everything the handles and the writing request share.
+struct Inner {
+    state: Mutex<State>,
+    /// Only the one writing touches it, so this lock is never waited for.
+    sink: Mutex<Sink>,
+    /// Told when a writing request stops, for [`Writer::finish`].
+    idle: Condvar,
+    fsync: bool,
+    healthy: AtomicBool,
+    stats: OutputStats,
+    fatal: watch::Sender<Option<String>>,
 }
 
 /// Counters the writer keeps; read by health checks, the summary and `/metrics`.
@@ -112,27 +139,35 @@ impl Default for OutputStats {
 /// The handle requests use to write; cheap to clone.
 #[derive(Clone)]
 pub struct Output {
-    tx: mpsc::Sender<Msg>,
+    inner: Arc<Inner>,
     budget: Arc<Semaphore>,
-    healthy: Arc<AtomicBool>,
-    stats: Arc<OutputStats>,
     /// Turns `Some(reason)` when the output can never be written again (stdout's reader gone).
     fatal: watch::Receiver<Option<String>>,
 }
 
-/// The writer thread; [`Writer::finish`] waits for it to write what is queued and sync.
+/// Stops the output; [`Writer::finish`] waits for what is queued to be written and synced.
 pub struct Writer {
-    thread: std::thread::JoinHandle<()>,
-    tx: mpsc::Sender<Msg>,
+    inner: Arc<Inner>,
 }
 
 impl Writer {
-    /// Writes every record already queued, syncs, and stops the thread. Writes asked for after
-    /// this are refused with [`WriteError::Closed`].
+    /// Writes every record already queued, syncs, and stops. Writes asked for after this are
+    /// refused with [`WriteError::Closed`]. Blocks: call it off the async workers.
     pub fn finish(self) {
-        // The queue may be full; the stop waits its turn like any request.
-        let _ = self.tx.blocking_send(Msg::Stop);
-        let _ = self.thread.join();
+        let inner = &self.inner;
+        let mut state = lock(&inner.state);
+        state.closed = true;
+        while state.writing {
+            state = inner.idle.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+        drop(state);
+        let sink = lock(&inner.sink);
+        if let Err(e) = sink.file.sync_data() {
+            // stdout on a pipe or terminal cannot be synced; that is not a failure.
+            if sink.seekable {
+                tracing::error!("output: final sync failed: {e}");
+            }
+        }
     }
 }
 
@@ -146,10 +181,12 @@ struct Sink {
     seekable: bool,
     /// Whether the file is in append mode (our own `--output`), so its end is where writes go.
     append: bool,
+    /// Several requests' lines gathered for one write; kept between writes.
+    buf: Vec<u8>,
 }
 
 impl Output {
-    /// Opens the output and starts the writer thread.
+    /// Opens the output.
     pub fn open(target: &OutputTarget, fsync: bool) -> Result<(Output, Writer), OpenError> {
         let sink = match target {
             OutputTarget::Stdout => {
@@ -169,6 +206,7 @@ impl Output {
                     fsync,
                     seekable,
                     append: false,
+                    buf: Vec::new(),
                 }
             }
             OutputTarget::File(path) => {
@@ -190,34 +228,31 @@ impl Output {
                     fsync,
                     seekable,
                     append: true,
+                    buf: Vec::new(),
                 }
             }
         };
-        let (tx, rx) = mpsc::channel::<Msg>(QUEUE_JOBS);
-        let healthy = Arc::new(AtomicBool::new(true));
-        let stats = Arc::new(OutputStats::default());
         let (fatal_tx, fatal) = watch::channel(None);
-        let thread = {
-            let healthy = healthy.clone();
-            let stats = stats.clone();
-            std::thread::Builder::new()
-                .name("output-writer".into())
-                .spawn(move || run_writer(sink, rx, &healthy, &stats, &fatal_tx))
-                .map_err(|e| OpenError {
-                    setting: "LOGGER_OUTPUT",
-                    path: target.to_string().into(),
-                    reason: format!("cannot start the writer thread: {e}"),
-                })?
-        };
+        let inner = Arc::new(Inner {
+            state: Mutex::new(State {
+                queue: Vec::new(),
+                writing: false,
+                closed: false,
+            }),
+            sink: Mutex::new(sink),
+            idle: Condvar::new(),
+            fsync,
+            healthy: AtomicBool::new(true),
+            stats: OutputStats::default(),
+            fatal: fatal_tx,
+        });
         Ok((
             Output {
-                tx: tx.clone(),
+                inner: inner.clone(),
                 budget: Arc::new(Semaphore::new(QUEUE_BYTES)),
-                healthy,
-                stats,
                 fatal,
             },
-            Writer { thread, tx },
+            Writer { inner },
         ))
     }
 
@@ -229,41 +264,87 @@ impl Output {
     }
 
     /// [`Output::write`] for a caller that knows how many records (lines) `data` holds.
+    ///
+    /// When no other request is writing, this one writes at once, its own lines and whatever
+    /// queued meanwhile; otherwise it queues its lines for the one writing and waits for the
+    /// answer. So under load one `write(2)` serves many requests, and with no load a request
+    /// costs one `write(2)` and no hand-off to another thread.
     pub async fn write_records(&self, data: Vec<u8>, records: usize) -> Result<(), WriteError> {
-        let want = u32::try_from(data.len().clamp(1, QUEUE_BYTES)).unwrap_or(u32::MAX);
-        let budget = tokio::time::timeout(QUEUE_WAIT, self.budget.clone().acquire_many_owned(want))
-            .await
-            .map_err(|_| WriteError::QueueFull)?
-            .map_err(|_| WriteError::Closed)?;
-        let (done, result) = oneshot::channel();
-        let job = Job {
-            data,
-            records: records as u64,
-            done,
-            _budget: budget,
+        // Every request counts for at least QUEUE_BYTES / QUEUE_JOBS, which bounds the requests
+        // waiting as well as their bytes.
+        let want = data.len().clamp(QUEUE_BYTES / QUEUE_JOBS, QUEUE_BYTES);
+        let want = u32::try_from(want).unwrap_or(u32::MAX);
+        let budget = match self.budget.clone().try_acquire_many_owned(want) {
+            Ok(permit) => permit,
+            Err(_) => tokio::time::timeout(QUEUE_WAIT, self.budget.clone().acquire_many_owned(want))
+                .await
+                .map_err(|_| WriteError::QueueFull)?
+                .map_err(|_| WriteError::Closed)?,
         };
-        match tokio::time::timeout(QUEUE_WAIT, self.tx.send(Msg::Job(job))).await {
-            Err(_) => return Err(WriteError::QueueFull),
-            Ok(Err(_)) => return Err(WriteError::Closed),
-            Ok(Ok(())) => {}
+        let job = |done| {
+            Entry::Job(Job {
+                data,
+                records: records as u64,
+                done,
+                _budget: budget,
+            })
+        };
+        let waiting = {
+            let mut state = lock(&self.inner.state);
+            if state.closed {
+                return Err(WriteError::Closed);
+            }
+            if state.writing {
+                let (done, answer) = oneshot::channel();
+                state.queue.push(job(Some(done)));
+                Some(answer)
+            } else {
+                // Nobody writes: this request does. The queue is empty whenever nobody writes,
+                // so its lines come first.
+                state.writing = true;
+                state.queue.push(job(None));
+                None
+            }
+        };
+        if let Some(answer) = waiting {
+            return answer.await.unwrap_or(Err(WriteError::Closed));
         }
-        result.await.unwrap_or(Err(WriteError::Closed))
+        let turn = Turn(Some(self.inner.clone()));
+        // Let the requests this worker has ready now reach this point and queue behind: one
+        // write for all of them, for the price of one more poll of this task.
+        tokio::task::yield_now().await;
+        let queued = std::mem::take(&mut lock(&self.inner.state).queue);
+        let mine = self.inner.write_queued(queued);
+        turn.end();
+        mine.unwrap_or(Err(WriteError::Closed))
     }
 
     /// False from a failed write until the next one succeeds.
     pub fn healthy(&self) -> bool {
-        self.healthy.load(Ordering::Relaxed)
+        self.inner.healthy.load(Ordering::Relaxed)
     }
 
     /// Reopens the file by its path, for logrotate's move-and-create. Records written before
     /// the reopen are in the old file, every later one in the new: none lost, none twice.
     pub async fn reopen(&self) -> Result<(), String> {
-        let (done, result) = oneshot::channel();
-        self.tx
-            .send(Msg::Reopen(done))
-            .await
-            .map_err(|_| "output closed".to_string())?;
-        result.await.unwrap_or_else(|_| Err("output closed".into()))
+        let answer = {
+            let mut state = lock(&self.inner.state);
+            if state.closed {
+                return Err("output closed".into());
+            }
+            if state.writing {
+                let (done, answer) = oneshot::channel();
+                state.queue.push(Entry::Reopen(done));
+                answer
+            } else {
+                state.writing = true;
+                drop(state);
+                let result = lock(&self.inner.sink).reopen();
+                self.inner.keep_writing();
+                return result;
+            }
+        };
+        answer.await.unwrap_or_else(|_| Err("output closed".into()))
     }
 
     /// Resolves to the reason when the output can never be written again.
@@ -273,121 +354,208 @@ impl Output {
 
     /// The writer's counters.
     pub fn stats(&self) -> &OutputStats {
-        &self.stats
+        &self.inner.stats
     }
 
     /// What waits for the writer now: requests, and their bytes.
     pub fn queue_depth(&self) -> (u64, u64) {
-        let jobs = QUEUE_JOBS.saturating_sub(self.tx.capacity());
+        let jobs = lock(&self.inner.state).queue.len();
         let bytes = QUEUE_BYTES.saturating_sub(self.budget.available_permits());
         (jobs as u64, bytes as u64)
     }
 }
 
-fn run_writer(
-    mut sink: Sink,
-    mut rx: mpsc::Receiver<Msg>,
-    healthy: &AtomicBool,
-    stats: &OutputStats,
-    fatal: &watch::Sender<Option<String>>,
-) {
-    let mut batch: Vec<Job> = Vec::new();
-    let mut buf: Vec<u8> = Vec::new();
-    let mut pending_reopen: Option<oneshot::Sender<Result<(), String>>> = None;
-    while let Some(msg) = rx.blocking_recv() {
-        let first = match msg {
-            Msg::Job(job) => job,
-            Msg::Stop => {
-                // Refuse new writes; the loop goes on until what is queued is written.
-                rx.close();
-                continue;
-            }
-            Msg::Reopen(done) => {
-                let _ = done.send(sink.reopen());
-                continue;
-            }
-        };
-        let mut size = first.data.len();
-        let mut records = first.records;
-        batch.push(first);
-        while size < MAX_GATHER {
-            match rx.try_recv() {
-                Ok(Msg::Job(job)) => {
-                    size += job.data.len();
-                    records += job.records;
-                    batch.push(job);
-                }
-                Ok(Msg::Stop) => rx.close(),
-                Ok(Msg::Reopen(done)) => {
-                    // Write what was gathered first: it was received before the reopen.
-                    pending_reopen = Some(done);
-                    break;
-                }
-                Err(_) => break,
-            }
-        }
-        let result = if batch.len() == 1 {
-            sink.write_batch(&batch[0].data, stats)
-        } else {
-            buf.clear();
-            for job in &batch {
-                buf.extend_from_slice(&job.data);
-            }
-            sink.write_batch(&buf, stats)
-        };
-        match &result {
-            Ok(()) => {
-                stats.bytes.fetch_add(size as u64, Ordering::Relaxed);
-                stats.batches.fetch_add(1, Ordering::Relaxed);
-                stats.batch_records.observe_count(records);
-                if !healthy.swap(true, Ordering::Relaxed) {
-                    tracing::info!("output writable again");
-                }
-            }
-            Err(e) => {
-                stats.failures.fetch_add(1, Ordering::Relaxed);
-                healthy.store(false, Ordering::Relaxed);
-                tracing::error!(requests_refused = batch.len(), "output: {e}");
-                if sink.path.is_none() && matches!(e, WriteError::Gone(_)) && fatal.borrow().is_none() {
-                    let _ = fatal.send(Some(e.to_string()));
-                }
-            }
-        }
-        for job in batch.drain(..) {
-            let _ = job.done.send(result.clone());
-        }
-        if let Some(done) = pending_reopen.take() {
-            let _ = done.send(sink.reopen());
-        }
-        if buf.capacity() > 4 * MAX_GATHER {
-            buf = Vec::new();
-        }
-    }
-    if let Err(e) = sink.file.sync_data() {
-        // stdout on a pipe or terminal cannot be synced; that is not a failure.
-        if sink.seekable {
-            tracing::error!("output: final sync failed: {e}");
+/// Rounds of the queue one request writes after its own before it hands the rest to a task.
+const ROUNDS_PER_REQUEST: usize = 4;
+
+/// The turn to write, held by the request that writes. Ended, it writes what queued meanwhile
+/// and lets the next request write; dropped unended (the request was cancelled while it
+/// yielded), it does the same, so the queue it holds is never stranded.
+struct Turn(Option<Arc<Inner>>);
+
+impl Turn {
+    fn end(mut self) {
+        if let Some(inner) = self.0.take() {
+            inner.keep_writing();
         }
     }
 }
 
+impl Drop for Turn {
+    fn drop(&mut self) {
+        if let Some(inner) = self.0.take() {
+            inner.keep_writing();
+        }
+    }
+}
+
+impl Inner {
+    /// Writes queued entries in order: jobs gathered into as few writes as reopens allow, each
+    /// job answered. Returns the result for the lines of the request that writes (its job has no
+    /// `done`), if they were among them. Called with `writing` set; leaves it set.
+    fn write_queued(&self, queued: Vec<Entry>) -> Option<Result<(), WriteError>> {
+        let mut sink = lock(&self.sink);
+        let mut jobs = Vec::with_capacity(queued.len());
+        let mut mine = None;
+        for entry in queued {
+            match entry {
+                Entry::Job(job) => jobs.push(job),
+                Entry::Reopen(done) => {
+                    // Everything queued before the reopen goes to the old file.
+                    if let Some(r) = self.write_jobs(&mut sink, &mut jobs) {
+                        mine = Some(r);
+                    }
+                    let _ = done.send(sink.reopen());
+                }
+            }
+        }
+        if let Some(r) = self.write_jobs(&mut sink, &mut jobs) {
+            mine = Some(r);
+        }
+        mine
+    }
+
+    /// Writes `jobs` in one write and answers them; returns the result when one of them was
+    /// the writing request's own.
+    fn write_jobs(&self, sink: &mut Sink, jobs: &mut Vec<Job>) -> Option<Result<(), WriteError>> {
+        if jobs.is_empty() {
+            return None;
+        }
+        let records = jobs.iter().map(|j| j.records).sum::<u64>();
+        let mut buf = std::mem::take(&mut sink.buf);
+        let data: &[u8] = if jobs.len() == 1 {
+            &jobs[0].data
+        } else {
+            buf.clear();
+            for job in jobs.iter() {
+                buf.extend_from_slice(&job.data);
+            }
+            &buf
+        };
+        let result = if self.fsync {
+            // fdatasync takes milliseconds: let the runtime move other work off this thread.
+            off_worker(|| sink.write_batch(data, &self.stats))
+        } else {
+            sink.write_batch(data, &self.stats)
+        };
+        self.account(data.len(), records, jobs.len(), &result, sink);
+        if buf.capacity() <= 4 * MAX_GATHER {
+            sink.buf = buf;
+        }
+        let mut mine = None;
+        for job in jobs.drain(..) {
+            match job.done {
+                Some(done) => {
+                    let _ = done.send(result.clone());
+                }
+                None => mine = Some(result.clone()),
+            }
+        }
+        mine
+    }
+
+    /// Counters, health and the fatal signal after a write.
+    fn account(
+        &self,
+        bytes: usize,
+        records: u64,
+        requests: usize,
+        result: &Result<(), WriteError>,
+        sink: &Sink,
+    ) {
+        match result {
+            Ok(()) => {
+                self.stats.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+                self.stats.batches.fetch_add(1, Ordering::Relaxed);
+                self.stats.batch_records.observe_count(records);
+                if !self.healthy.swap(true, Ordering::Relaxed) {
+                    tracing::info!("output writable again");
+                }
+            }
+            Err(e) => {
+                self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                self.healthy.store(false, Ordering::Relaxed);
+                tracing::error!(requests_refused = requests, "output: {e}");
+                if sink.path.is_none() && matches!(e, WriteError::Gone(_)) && self.fatal.borrow().is_none() {
+                    let _ = self.fatal.send(Some(e.to_string()));
+                }
+            }
+        }
+    }
+
+    /// Writes what queued while the turn was held, a few rounds at most, then gives the turn up
+    /// or hands the rest to a task of its own. Called with `writing` set.
+    fn keep_writing(self: &Arc<Self>) {
+        let mut rounds = 0;
+        loop {
+            let queued = {
+                let mut state = lock(&self.state);
+                if state.queue.is_empty() {
+                    state.writing = false;
+                    if state.closed {
+                        self.idle.notify_all();
+                    }
+                    return;
+                }
+                std::mem::take(&mut state.queue)
+            };
+            let _ = self.write_queued(queued);
+            rounds += 1;
+            if rounds == ROUNDS_PER_REQUEST {
+                // No request's answer waits behind an endless stream of others'.
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    let inner = self.clone();
+                    runtime.spawn(async move { inner.keep_writing() });
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Runs `f`, which blocks, letting a multi-threaded runtime move its other tasks off this
+/// worker meanwhile. Elsewhere (a current-thread runtime, a plain thread) it just runs `f`.
+fn off_worker<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
+/// Locks `m`; a panic elsewhere cannot leave these structures half-changed, so poison is ignored.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 impl Sink {
     fn write_batch(&mut self, data: &[u8], stats: &OutputStats) -> Result<(), WriteError> {
-        let start = if !self.seekable {
-            None
-        } else if self.append {
-            self.file.metadata().ok().map(|m| m.len())
-        } else {
-            self.file.stream_position().ok()
-        };
         let began = std::time::Instant::now();
-        let result = self.file.write_all(data).and_then(|()| {
-            let written = std::time::Instant::now();
-            stats.write_seconds.observe(written - began);
+        // How much of `data` reached the file, for the rollback.
+        let mut written = 0usize;
+        let mut result = Ok(());
+        while written < data.len() {
+            match self.file.write(&data[written..]) {
+                Ok(0) => {
+                    result = Err(std::io::Error::from(std::io::ErrorKind::WriteZero));
+                    break;
+                }
+                Ok(n) => written += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        let result = result.and_then(|()| {
+            let done = std::time::Instant::now();
+            stats.write_seconds.observe(done - began);
             // Pipes and terminals cannot be synced (EINVAL); only regular files are.
             if self.fsync && self.seekable {
                 let synced = self.file.sync_data();
-                stats.sync_seconds.observe(written.elapsed());
+                stats.sync_seconds.observe(done.elapsed());
                 synced
             } else {
                 Ok(())
@@ -396,15 +564,8 @@ impl Sink {
         match result {
             Ok(()) => Ok(()),
             Err(e) => {
-                if let Some(start) = start {
-                    // Take back whatever part of the batch reached the file.
-                    let undo = self
-                        .file
-                        .set_len(start)
-                        .and_then(|()| self.file.seek(SeekFrom::Start(start)).map(|_| ()));
-                    if let Err(u) = undo {
-                        tracing::error!("output: cannot roll back a failed write: {u}");
-                    }
+                if self.seekable && written > 0 {
+                    self.roll_back(written as u64);
                 }
                 if e.kind() == std::io::ErrorKind::BrokenPipe {
                     Err(WriteError::Gone(io_reason(&e)))
@@ -412,6 +573,26 @@ impl Sink {
                     Err(WriteError::Io(io_reason(&e)))
                 }
             }
+        }
+    }
+
+    /// Takes back the last `written` bytes, the part of a failed batch that reached the file.
+    /// The file's end is read only now, on failure: a write costs no extra system call, and the
+    /// end is right even if the file was truncated behind our back (logrotate's copytruncate).
+    fn roll_back(&mut self, written: u64) {
+        let end = if self.append {
+            self.file.metadata().map(|m| m.len())
+        } else {
+            self.file.stream_position()
+        };
+        let undo = end.and_then(|end| {
+            let start = end.saturating_sub(written);
+            self.file
+                .set_len(start)
+                .and_then(|()| self.file.seek(SeekFrom::Start(start)).map(|_| ()))
+        });
+        if let Err(u) = undo {
+            tracing::error!("output: cannot roll back a failed write: {u}");
         }
     }
 
@@ -544,6 +725,68 @@ mod tests {
         std::fs::write(&p, b"no newline at all").unwrap();
         assert_eq!(recover_partial_tail(&p).unwrap(), 17);
         assert_eq!(std::fs::read(&p).unwrap(), b"");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn with_fsync_on_two_workers_every_line_lands_whole() {
+        let p = tmp("fsync-mt");
+        let (out, writer) = Output::open(&OutputTarget::File(p.clone()), true).unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..300u32 {
+            let out = out.clone();
+            tasks.push(tokio::spawn(async move {
+                out.write(format!("{{\"n\":{i}}}\n{{\"n\":{i}}}\n").into_bytes())
+                    .await
+                    .unwrap();
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        tokio::task::spawn_blocking(move || writer.finish())
+            .await
+            .unwrap();
+        let text = std::fs::read_to_string(&p).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 600);
+        for pair in lines.chunks(2) {
+            assert_eq!(pair[0], pair[1]);
+        }
+        // Several requests shared a write and its sync.
+        assert!(out.stats().batches.load(Ordering::Relaxed) <= 300);
+    }
+
+    #[tokio::test]
+    async fn a_writer_cancelled_in_its_turn_strands_no_one() {
+        use std::future::Future;
+        use std::task::Poll;
+        let p = tmp("cancelled");
+        let (out, writer) = Output::open(&OutputTarget::File(p.clone()), false).unwrap();
+        let mut first = Box::pin(out.write(b"{\"first\":1}\n".to_vec()));
+        // Polled once, it takes the turn to write and yields before writing.
+        let polled = std::future::poll_fn(|cx| Poll::Ready(first.as_mut().poll(cx))).await;
+        assert!(polled.is_pending());
+        // Meanwhile another request queues behind it...
+        let second = tokio::spawn({
+            let out = out.clone();
+            async move { out.write(b"{\"second\":2}\n".to_vec()).await }
+        });
+        tokio::task::yield_now().await;
+        assert_eq!(out.queue_depth().0, 2);
+        // ...and the first is dropped (its client went away) before its turn came back.
+        drop(first);
+        let second = tokio::time::timeout(std::time::Duration::from_secs(5), second)
+            .await
+            .expect("the queued request was answered")
+            .unwrap();
+        assert!(second.is_ok());
+        tokio::task::spawn_blocking(move || writer.finish())
+            .await
+            .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&p).unwrap(),
+            "{\"first\":1}\n{\"second\":2}\n"
+        );
     }
 
     #[tokio::test]
