@@ -5,47 +5,75 @@
 //! cap; each eviction is handed to the caller to count. Removal by key is O(1); the order queue
 //! keeps stale entries for removed keys and is compacted when they outnumber the live ones.
 
+use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
-use std::hash::Hash;
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
+/// The most entries a map takes; generations (32 bits) cannot repeat within a queue this long.
+pub const MAX_CAP: usize = 1 << 30;
+/// The oldest age a map tells apart: times are 32-bit milliseconds, which wrap after 49 days.
+pub const MAX_AGE: Duration = Duration::from_millis(u32::MAX as u64 / 2);
+/// Entries room is made for at once (up to the cap); larger caps grow as they fill. Memory is
+/// only touched as entries arrive.
+const PRESIZE_MAX: usize = 1 << 19;
+
 /// A map whose entries age out, oldest first.
 #[derive(Debug)]
-pub struct AgingMap<K, V> {
-    map: HashMap<K, Entry<V>>,
-    order: VecDeque<(K, u64)>,
-    next_gen: u64,
+pub struct AgingMap<K, V, S = RandomState> {
+    map: HashMap<K, Entry<V>, S>,
+    /// Keys in insertion order, with the generation of that insertion.
+    order: VecDeque<(K, u32)>,
+    next_gen: u32,
     cap: usize,
-    max_age: Duration,
-    /// Times are kept as milliseconds after this, half the size of an `Instant`.
+    /// Milliseconds, at most [`MAX_AGE`].
+    max_age: u32,
+    /// Times are kept as 32-bit milliseconds after this (wrapping), a quarter of an `Instant`.
     base: Instant,
 }
 
+/// A value with its insertion: 8 bytes beside the value, so a table of a hundred thousand
+/// keys stays a few megabytes.
 #[derive(Debug)]
 struct Entry<V> {
     value: V,
-    /// Milliseconds after `base` when it was inserted.
-    at: u64,
-    gen: u64,
+    /// Milliseconds after `base` when it was inserted, modulo 2^32.
+    at: u32,
+    /// Which insertion of the key this is, to tell live queue entries from stale ones.
+    gen: u32,
 }
 
 impl<K: Hash + Eq + Clone, V> AgingMap<K, V> {
-    /// At most `cap` entries, none older than `max_age`.
+    /// At most `cap` entries (at most [`MAX_CAP`]), none older than `max_age` (at most
+    /// [`MAX_AGE`]).
     pub fn new(cap: usize, max_age: Duration) -> Self {
+        Self::with_hasher(cap, max_age, RandomState::new())
+    }
+}
+
+impl<K: Hash + Eq + Clone, V, S: BuildHasher> AgingMap<K, V, S> {
+    /// [`AgingMap::new`] with keys hashed by `hasher`.
+    pub fn with_hasher(cap: usize, max_age: Duration, hasher: S) -> Self {
+        let cap = cap.clamp(1, MAX_CAP);
         AgingMap {
-            map: HashMap::new(),
-            order: VecDeque::new(),
+            // Twice the cap: a full table that keeps evicting fills with tombstones, and
+            // hashbrown clears them in place only while it is at most half full; fuller, it
+            // doubles (and briefly holds both sizes). Sized so, it never grows.
+            map: HashMap::with_capacity_and_hasher(2 * cap.min(PRESIZE_MAX), hasher),
+            // One more: an insert pushes before it evicts.
+            order: VecDeque::with_capacity(cap.min(PRESIZE_MAX) + 1),
             next_gen: 0,
-            cap: cap.max(1),
-            max_age,
+            cap,
+            max_age: max_age.min(MAX_AGE).as_millis() as u32,
             base: Instant::now(),
         }
     }
 
-    fn millis(&self, t: Instant) -> u64 {
-        t.saturating_duration_since(self.base).as_millis() as u64
+    fn millis(&self, t: Instant) -> u32 {
+        // Truncated to 32 bits on purpose: ages are differences, taken with wrapping.
+        t.saturating_duration_since(self.base).as_millis() as u32
     }
 
     /// Number of live entries.
@@ -67,7 +95,7 @@ impl<K: Hash + Eq + Clone, V> AgingMap<K, V> {
     /// are passed to `evicted`.
     pub fn insert(&mut self, key: K, value: V, now: Instant, mut evicted: impl FnMut(K, V)) {
         let gen = self.next_gen;
-        self.next_gen += 1;
+        self.next_gen = self.next_gen.wrapping_add(1);
         let at = self.millis(now);
         self.map.insert(key.clone(), Entry { value, at, gen });
         self.order.push_back((key, gen));
@@ -80,26 +108,26 @@ impl<K: Hash + Eq + Clone, V> AgingMap<K, V> {
         self.compact_if_stale();
     }
 
-    /// Removes `key`; returns its value and when it was inserted.
-    pub fn remove(&mut self, key: &K) -> Option<(V, Instant)> {
+    /// Removes `key`; returns its value and how long it had been in the map at `now`.
+    pub fn remove(&mut self, key: &K, now: Instant) -> Option<(V, Duration)> {
         let e = self.map.remove(key)?;
+        let age = self.millis(now).wrapping_sub(e.at);
         self.compact_if_stale();
-        Some((e.value, self.base + Duration::from_millis(e.at)))
+        Some((e.value, Duration::from_millis(u64::from(age))))
     }
 
     /// Removes every entry older than the age limit at `now`, oldest first.
     pub fn expire(&mut self, now: Instant, mut expired: impl FnMut(K, V)) {
         let now = self.millis(now);
-        let max_age = self.max_age.as_millis() as u64;
         while let Some((key, gen)) = self.order.front() {
             match self.map.get(key) {
                 Some(e) if e.gen == *gen => {
-                    if now.saturating_sub(e.at) < max_age {
+                    if now.wrapping_sub(e.at) < self.max_age {
                         break;
                     }
-                    let (key, _) = self.order.pop_front().expect("front exists");
-                    let e = self.map.remove(&key).expect("live entry");
-                    expired(key, e.value);
+                    if let Some((key, v)) = self.pop_oldest() {
+                        expired(key, v);
+                    }
                 }
                 _ => {
                     self.order.pop_front();
@@ -111,9 +139,12 @@ impl<K: Hash + Eq + Clone, V> AgingMap<K, V> {
     /// Removes and returns the oldest entry.
     pub fn pop_oldest(&mut self) -> Option<(K, V)> {
         while let Some((key, gen)) = self.order.pop_front() {
-            if self.map.get(&key).is_some_and(|e| e.gen == gen) {
-                let e = self.map.remove(&key).expect("live entry");
-                return Some((key, e.value));
+            // One look-up: the queue's entry is live if the map holds the key from that insert.
+            if let std::collections::hash_map::Entry::Occupied(e) = self.map.entry(key) {
+                if e.get().gen == gen {
+                    let (key, e) = e.remove_entry();
+                    return Some((key, e.value));
+                }
             }
         }
         None
@@ -124,6 +155,31 @@ impl<K: Hash + Eq + Clone, V> AgingMap<K, V> {
             let map = &self.map;
             self.order
                 .retain(|(k, gen)| map.get(k).is_some_and(|e| e.gen == *gen));
+        }
+    }
+}
+
+/// Hashing for keys that are already uniform 64-bit hashes made with a secret key (the
+/// correlation keys): the key is its own hash, so a table operation hashes nothing again.
+pub type Prehashed = BuildHasherDefault<PrehashedHasher>;
+
+/// The [`Hasher`] of [`Prehashed`]: passes a `u64` through.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PrehashedHasher(u64);
+
+impl Hasher for PrehashedHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u64 keys are meant; anything else still hashes, just not well.
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
         }
     }
 }
@@ -141,7 +197,7 @@ mod tests {
         }
         assert_eq!(out, vec![0, 1]);
         assert_eq!(m.len(), 3);
-        assert_eq!(m.remove(&3).map(|(v, _)| v), Some(30));
+        assert_eq!(m.remove(&3, Instant::now()).map(|(v, _)| v), Some(30));
         tokio::time::advance(Duration::from_secs(5)).await;
         m.insert(9, 90, Instant::now(), |_, _| unreachable!());
         tokio::time::advance(Duration::from_secs(6)).await;
@@ -156,7 +212,7 @@ mod tests {
         let mut m = AgingMap::new(100, Duration::from_secs(3600));
         for i in 0..100_000u64 {
             m.insert(i, (), Instant::now(), |_, _| {});
-            m.remove(&i);
+            m.remove(&i, Instant::now());
         }
         assert!(m.is_empty());
         assert!(m.order.len() <= 2 * m.len() + 1025);

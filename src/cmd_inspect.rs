@@ -433,7 +433,7 @@ impl Inspector {
                     self.last_request.insert(peer, sequence);
                 }
                 // A request that replaces a waiting one (sequence reuse) leaves it unanswered.
-                if let Some((old, _)) = self.pending.remove(&pkey) {
+                if let Some((old, _)) = self.pending.remove(&pkey, self.epoch) {
                     self.pending_bytes -= old.len();
                     s.unanswered_requests += 1;
                 }
@@ -460,7 +460,7 @@ impl Inspector {
                 self.pending_bytes -= dropped_bytes;
                 s.unanswered_requests += dropped;
             }
-            Kind::Response => match self.pending.remove(&pkey) {
+            Kind::Response => match self.pending.remove(&pkey, self.epoch) {
                 Some((request, _)) => {
                     self.pending_bytes -= request.len();
                     s.pairs += 1;

@@ -10,14 +10,15 @@
 //! the duplicate window, so the retry of a refused request is written. Both tables are bounded
 //! by count and age ([`AgingMap`]); what ages out of the pending table is counted unanswered.
 
-use std::hash::{Hash, Hasher};
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::aging::AgingMap;
+use crate::aging::{AgingMap, Prehashed};
 use crate::record::Kind;
 use crate::stats::Stats;
 
@@ -59,24 +60,17 @@ pub struct RecordKey {
     pub fingerprint: Fingerprint,
 }
 
-/// Identifies a record's minified bytes.
+/// Identifies a record's minified bytes: a 64-bit hash of them and their length, keyed with a
+/// secret chosen at start, so no sender can make other bytes pass for a record already written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Fingerprint {
-    hash: u64,
-    len: u32,
-}
+pub struct Fingerprint(u64);
 
 impl Fingerprint {
     /// The fingerprint of `bytes`.
     pub fn of(bytes: &[u8]) -> Fingerprint {
-        // SipHash with fixed keys: stable within the process, which is all the window needs.
-        let mut h = std::hash::DefaultHasher::new();
-        bytes.hash(&mut h);
-        Fingerprint {
-            hash: h.finish(),
-            // Records are at most 16 MiB by default; a longer one only shares the low bits.
-            len: bytes.len() as u32,
-        }
+        static SECRET: std::sync::OnceLock<RandomState> = std::sync::OnceLock::new();
+        // A slice hashes its length too.
+        Fingerprint(SECRET.get_or_init(RandomState::new).hash_one(bytes))
     }
 }
 
@@ -91,25 +85,36 @@ pub enum Verdict {
     Reuse,
 }
 
-/// Keys are kept as 64-bit hashes of (sender, kind, sequence): a third of the memory of the
-/// fields themselves, and a collision (one in 2^64 per pair) would also need equal fingerprints
-/// to drop a record.
-fn key(ip: Option<IpAddr>, kind: Option<Kind>, sequence: u64) -> u64 {
-    let mut h = std::hash::DefaultHasher::new();
-    (ip, kind, sequence).hash(&mut h);
-    h.finish()
+/// Keys are kept as 64-bit hashes of (sender, sequence), keyed with a secret chosen at start
+/// so that no sender can aim sequences at one slot of a table: a third of the memory of the
+/// fields themselves, hashed once per record and never again by the tables. A collision (one
+/// in 2^64 per pair) would also need equal fingerprints to drop a record.
+fn pending_key(secret: &RandomState, ip: Option<IpAddr>, sequence: u64) -> u64 {
+    secret.hash_one((ip, sequence))
+}
+
+/// The duplicate window's key: the pending key told apart by kind (a request and its response
+/// share a sequence).
+fn window_key(pending_key: u64, kind: Kind) -> u64 {
+    pending_key
+        ^ match kind {
+            Kind::Request => 0x9e37_79b9_7f4a_7c15,
+            Kind::Response => 0xc2b2_ae3d_27d4_eb4f,
+        }
 }
 
 struct Tables {
-    /// Requests waiting for their response, by `key(ip, None, sequence)`.
-    pending: AgingMap<u64, ()>,
-    /// Written records, by `key(ip, Some(kind), sequence)`.
-    window: AgingMap<u64, Fingerprint>,
+    /// Requests waiting for their response, by [`pending_key`].
+    pending: AgingMap<u64, (), Prehashed>,
+    /// Written records, by [`window_key`].
+    window: AgingMap<u64, Fingerprint, Prehashed>,
 }
 
 /// The correlation and duplicate tables, shared by every connection.
 pub struct Correlator {
     config: CorrelateConfig,
+    /// The secret key of [`pending_key`].
+    secret: RandomState,
     tables: Mutex<Tables>,
     stats: Arc<Stats>,
 }
@@ -119,9 +124,18 @@ impl Correlator {
     pub fn new(config: CorrelateConfig, stats: Arc<Stats>) -> Correlator {
         Correlator {
             tables: Mutex::new(Tables {
-                pending: AgingMap::new(config.max_pending, config.response_timeout),
-                window: AgingMap::new(config.duplicate_cap, config.duplicate_window),
+                pending: AgingMap::with_hasher(
+                    config.max_pending,
+                    config.response_timeout,
+                    Prehashed::default(),
+                ),
+                window: AgingMap::with_hasher(
+                    config.duplicate_cap,
+                    config.duplicate_window,
+                    Prehashed::default(),
+                ),
             }),
+            secret: RandomState::new(),
             config,
             stats,
         }
@@ -146,7 +160,7 @@ impl Correlator {
                 verdicts.push(Verdict::New);
                 continue;
             };
-            let key = key(ip, Some(r.kind), r.sequence);
+            let key = window_key(pending_key(&self.secret, ip, r.sequence), r.kind);
             // The same record twice in one body is a duplicate too.
             let earlier_in_body = records[..i].iter().zip(&verdicts).any(|(e, v)| {
                 *v != Verdict::Duplicate
@@ -182,23 +196,23 @@ impl Correlator {
                 Verdict::Reuse => Stats::add(&s.sequence_reuses, 1),
                 Verdict::New => {}
             }
-            window.insert(key(ip, Some(r.kind), r.sequence), r.fingerprint, now, |_, _| {});
-            let key = key(ip, None, r.sequence);
+            let key = pending_key(&self.secret, ip, r.sequence);
+            window.insert(window_key(key, r.kind), r.fingerprint, now, |_, _| {});
             match r.kind {
                 Kind::Request => {
                     Stats::add(&s.requests_seen, 1);
                     // A request that replaces a waiting one (sequence reuse) leaves it unanswered.
-                    if pending.remove(&key).is_some() {
+                    if pending.remove(&key, now).is_some() {
                         Stats::add(&s.unanswered, 1);
                     }
                     pending.insert(key, (), now, |_, _| Stats::add(&s.unanswered, 1));
                 }
                 Kind::Response => {
                     Stats::add(&s.responses_seen, 1);
-                    match pending.remove(&key) {
-                        Some(((), at)) => {
+                    match pending.remove(&key, now) {
+                        Some(((), waited)) => {
                             Stats::add(&s.matched, 1);
-                            s.response_wait.observe(now.saturating_duration_since(at));
+                            s.response_wait.observe(waited);
                         }
                         None => Stats::add(&s.orphan_responses, 1),
                     }
