@@ -5,7 +5,9 @@
 //! request, so it cannot tell "slow head" from "idle". This module tracks the phase itself: the
 //! IO wrapper notices the first byte of a new request head, the service notices when a request
 //! starts and ends, and the watchdog closes a connection whose head is late (header timeout) or
-//! that has had no request for too long (idle timeout). Failures stay inside the connection.
+//! that has had no request for too long (idle timeout). The phase is a few atomics that requests
+//! set without waking anyone; the watchdog looks at it on its own timer. Failures stay inside
+//! the connection.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -132,8 +134,11 @@ pub async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
     if closing {
         conn.as_mut().graceful_shutdown();
     }
+    // One timer for the life of the connection, reset only when it fires: requests do not touch
+    // it (see `Phase::next_wake`).
+    let wake = tokio::time::sleep_until(state.next_wake(limits));
+    tokio::pin!(wake);
     loop {
-        let wake = state.next_deadline(limits);
         tokio::select! {
             result = conn.as_mut() => {
                 if let Err(e) = result {
@@ -145,9 +150,7 @@ pub async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
                 closing = true;
                 conn.as_mut().graceful_shutdown();
             }
-            // A new phase has a new deadline; the loop computes it.
-            _ = state.changed.notified() => {}
-            _ = tokio::time::sleep_until(wake) => {
+            _ = wake.as_mut() => {
                 match state.expired(limits) {
                     Some(PhaseKind::Head) => {
                         Stats::add(&shared.stats.timeouts, 1);
@@ -166,13 +169,17 @@ pub async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
                         tracing::debug!(%peer, "closed: idle for {:?}", limits.idle_timeout);
                         closing = true;
                         conn.as_mut().graceful_shutdown();
+                        // One more period to close cleanly.
+                        wake.as_mut().reset(Instant::now() + state.period(limits));
+                        continue;
                     }
                     Some(PhaseKind::Idle) => {
-                        // Already closing and still idle past another timeout: give up on it.
+                        // Already closing and still idle a period later: give up on it.
                         return;
                     }
                     _ => {}
                 }
+                wake.as_mut().reset(state.next_wake(limits));
             }
         }
     }
@@ -196,8 +203,6 @@ struct Phase {
     /// Milliseconds after `born` when the current phase began.
     since_ms: AtomicU64,
     in_flight: AtomicU32,
-    /// Wakes the watchdog when the phase changes, so it looks at the new deadline.
-    changed: tokio::sync::Notify,
 }
 
 impl Phase {
@@ -207,7 +212,6 @@ impl Phase {
             kind: AtomicU8::new(PhaseKind::Idle as u8),
             since_ms: AtomicU64::new(0),
             in_flight: AtomicU32::new(0),
-            changed: tokio::sync::Notify::new(),
         }
     }
 
@@ -226,15 +230,12 @@ impl Phase {
     fn on_bytes(&self) {
         if self.kind.load(Ordering::Relaxed) == PhaseKind::Idle as u8 {
             self.since_ms.store(self.now_ms(), Ordering::Relaxed);
-            let started = self.kind.compare_exchange(
+            let _ = self.kind.compare_exchange(
                 PhaseKind::Idle as u8,
                 PhaseKind::Head as u8,
                 Ordering::AcqRel,
                 Ordering::Relaxed,
             );
-            if started.is_ok() {
-                self.changed.notify_one();
-            }
         }
     }
 
@@ -253,10 +254,20 @@ impl Phase {
         }
     }
 
-    fn next_deadline(&self, limits: &Limits) -> Instant {
-        // While busy, look again after the shorter timeout; the request ends the busy phase.
+    /// The watchdog's longest sleep: the shorter timeout.
+    fn period(&self, limits: &Limits) -> std::time::Duration {
+        limits.header_timeout.min(limits.idle_timeout)
+    }
+
+    /// When the watchdog should look next: the current phase's deadline, but never more than
+    /// one period away. Phases change without waking it — that would cost every request a
+    /// wake-up and a timer reset — and the only change that brings a deadline closer (a head
+    /// starting during a long idle wait) starts a deadline at least one period long, which the
+    /// next look still sees in time.
+    fn next_wake(&self, limits: &Limits) -> Instant {
+        let latest = Instant::now() + self.period(limits);
         self.deadline_of(self.kind(), limits)
-            .unwrap_or_else(|| Instant::now() + limits.header_timeout.min(limits.idle_timeout))
+            .map_or(latest, |deadline| deadline.min(latest))
     }
 
     fn expired(&self, limits: &Limits) -> Option<PhaseKind> {
@@ -274,7 +285,6 @@ impl Drop for RequestGuard {
         if self.0.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.0.since_ms.store(self.0.now_ms(), Ordering::Relaxed);
             self.0.kind.store(PhaseKind::Idle as u8, Ordering::Release);
-            self.0.changed.notify_one();
         }
     }
 }

@@ -178,6 +178,18 @@ impl Annotation {
 /// Splits, checks and minifies `body`, annotating each record when asked. Strict mode refuses
 /// the whole body for one bad record.
 pub fn prepare(body: &[u8], strict: bool, annotation: Option<&Annotation>) -> Result<Prepared, IngestError> {
+    match prepare_one_conforming(body, annotation) {
+        Some(prepared) => Ok(prepared),
+        None => prepare_split(body, strict, annotation),
+    }
+}
+
+/// [`prepare`] for any body: split, then each record checked and minified.
+fn prepare_split(
+    body: &[u8],
+    strict: bool,
+    annotation: Option<&Annotation>,
+) -> Result<Prepared, IngestError> {
     let split = batch::split(body)?;
     let batch = split.shape != Shape::Single;
     let mut out = Prepared {
@@ -188,13 +200,7 @@ pub fn prepare(body: &[u8], strict: bool, annotation: Option<&Annotation>) -> Re
     out.keys.reserve(split.records.len());
     for (i, raw) in split.records.iter().enumerate() {
         let key = match record::check(raw.get()) {
-            Ok(r) => {
-                match r.kind() {
-                    Kind::Request => out.requests += 1,
-                    Kind::Response => out.responses += 1,
-                }
-                Some((r.kind(), r.sequence()))
-            }
+            Ok(r) => Some((r.kind(), r.sequence())),
             Err(problem) => {
                 let where_ = if batch {
                     format!("record {} ", i + 1)
@@ -211,20 +217,59 @@ pub fn prepare(body: &[u8], strict: bool, annotation: Option<&Annotation>) -> Re
                 None
             }
         };
-        let start = out.lines.len();
-        minify_into(raw.get().as_bytes(), &mut out.lines);
-        out.keys.push(key.map(|(kind, sequence)| RecordKey {
-            kind,
-            sequence,
-            fingerprint: Fingerprint::of(&out.lines[start..]),
-        }));
-        if let Some(a) = annotation {
-            a.apply(&mut out.lines, start);
-        }
-        out.lines.push(b'\n');
-        out.ends.push(out.lines.len());
+        out.add(raw.get().as_bytes(), key, annotation);
     }
     Ok(out)
+}
+
+/// The common case in one parse: a body that is one conforming record. The record check parses
+/// the whole text and fails on anything after the object, so a success here is exactly what the
+/// splitter would have found, checked; anything else (a batch, a bad record, not JSON) returns
+/// `None` and takes the general path, which says precisely what is wrong.
+fn prepare_one_conforming(body: &[u8], annotation: Option<&Annotation>) -> Option<Prepared> {
+    let body = body.strip_prefix(b"\xef\xbb\xbf").unwrap_or(body);
+    // JSON's own whitespace only: the splitter refuses anything else before a value.
+    let start = body
+        .iter()
+        .position(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))?;
+    let body = &body[start..];
+    if body.first() != Some(&b'{') {
+        return None;
+    }
+    let text = std::str::from_utf8(body).ok()?;
+    let record = record::check(text).ok()?;
+    let mut out = Prepared {
+        lines: Vec::with_capacity(body.len() + 1),
+        records: 1,
+        ..Prepared::default()
+    };
+    // The record's own text ends at its closing brace; whitespace after it is not part of it.
+    let end = text.trim_end_matches([' ', '\t', '\n', '\r']).len();
+    out.add(&body[..end], Some((record.kind(), record.sequence())), annotation);
+    Some(out)
+}
+
+impl Prepared {
+    /// Appends one record's line: minified, annotated when asked, with its key.
+    fn add(&mut self, raw: &[u8], key: Option<(Kind, u64)>, annotation: Option<&Annotation>) {
+        match key {
+            Some((Kind::Request, _)) => self.requests += 1,
+            Some((Kind::Response, _)) => self.responses += 1,
+            None => {}
+        }
+        let start = self.lines.len();
+        minify_into(raw, &mut self.lines);
+        self.keys.push(key.map(|(kind, sequence)| RecordKey {
+            kind,
+            sequence,
+            fingerprint: Fingerprint::of(&self.lines[start..]),
+        }));
+        if let Some(a) = annotation {
+            a.apply(&mut self.lines, start);
+        }
+        self.lines.push(b'\n');
+        self.ends.push(self.lines.len());
+    }
 }
 
 #[cfg(test)]
@@ -265,6 +310,55 @@ mod tests {
         assert!(p.keys[0].is_some() && p.keys[1].is_none());
         let kept = p.lines_to_write(&[Verdict::Duplicate, Verdict::New]);
         assert_eq!(String::from_utf8(kept).unwrap(), format!("{}\n", lines[1]));
+    }
+
+    #[test]
+    fn one_conforming_record_in_one_parse_is_what_the_split_gives() {
+        let a = Annotation::new("2026-11-25T15:35:22.123Z", "10.1.2.3:4000", None);
+        let response = r#"{"sequence":9,"response_status_code":"200","response_body":{}}"#;
+        for body in [
+            REQ.to_string(),
+            format!("\u{feff} \r\n{REQ}\n\n "),
+            response.to_string(),
+            format!("{response}\t"),
+        ] {
+            let fast = prepare_one_conforming(body.as_bytes(), Some(&a)).expect("takes the fast path");
+            let split = prepare_split(body.as_bytes(), true, Some(&a)).unwrap();
+            assert_eq!(
+                (
+                    &fast.lines,
+                    &fast.keys,
+                    &fast.ends,
+                    fast.records,
+                    fast.requests,
+                    fast.responses
+                ),
+                (
+                    &split.lines,
+                    &split.keys,
+                    &split.ends,
+                    split.records,
+                    split.requests,
+                    split.responses
+                ),
+                "{body:?}"
+            );
+        }
+        // Everything else is for the general path, which says what is wrong or splits the batch.
+        for body in [
+            format!("{REQ}\n{REQ}"),
+            format!("{REQ} x"),
+            format!("\x0c{REQ}"),
+            r#"{"sequence":1,"sequence":2,"response_status_code":200}"#.to_string(),
+            r#"{"sequence":1}"#.to_string(),
+            format!("[{REQ}]"),
+            "{\"sequence\":1,\"note\":\"\u{1}\"}".to_string(),
+        ] {
+            assert!(
+                prepare_one_conforming(body.as_bytes(), None).is_none(),
+                "{body:?}"
+            );
+        }
     }
 
     #[test]
