@@ -1,0 +1,109 @@
+//! The benchmark's ceiling: the least a server can do with this transport.
+//!
+//! A hyper 1 + tokio-rustls server with the daemon's own TLS configuration (`tls::server_config`:
+//! ring, TLS 1.2 and 1.3, ALPN `h2` then `http/1.1`), its own HTTP settings
+//! (`connection::http_builder`), its socket options (`server::bind_one`, `TCP_NODELAY`) and its
+//! runtime (`daemon::runtime`). It reads every request body to its end and answers `200` with
+//! `{"accepted":1}`, writing nothing. Whatever the daemon does beyond this — checking, correlating,
+//! writing, its timeouts and limits — is what the benchmark's ratios against it measure.
+//!
+//! `ceiling CERT KEY IP:PORT`; stops on SIGTERM or Ctrl-C. Built with
+//! `cargo build --release --example ceiling`; bench/run.sh runs it.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use tokio::signal::unix::{signal, SignalKind};
+
+use ml_api_logger::{connection, daemon, server, tls};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [cert, key, addr] = args.as_slice() else {
+        eprintln!("usage: ceiling CERT KEY IP:PORT");
+        return ExitCode::from(2);
+    };
+    let addr: SocketAddr = match addr.parse() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {addr:?}: not an IP:PORT ({e})");
+            return ExitCode::from(2);
+        }
+    };
+    let config = match tls::load(Path::new(cert), Some(Path::new(key)))
+        .and_then(|loaded| tls::server_config(tls::CertStore::new(loaded), None))
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match daemon::runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(serve(addr, config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn serve(addr: SocketAddr, config: Arc<rustls::ServerConfig>) -> std::io::Result<()> {
+    let listener = server::bind_one(addr)?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    let http = Arc::new(connection::http_builder());
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    eprintln!("ceiling: listening on {}", listener.local_addr()?);
+    loop {
+        let (tcp, _peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(_) => continue,
+            },
+            _ = term.recv() => return Ok(()),
+            _ = int.recv() => return Ok(()),
+        };
+        let acceptor = acceptor.clone();
+        let http = http.clone();
+        tokio::spawn(async move {
+            let _ = tcp.set_nodelay(true);
+            let Ok(tls) = acceptor.accept(tcp).await else {
+                return;
+            };
+            let _ = http.serve_connection(TokioIo::new(tls), service_fn(answer)).await;
+        });
+    }
+}
+
+/// Reads the whole body and answers as the daemon does for one record.
+async fn answer(req: Request<hyper::body::Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let ok = req.into_body().collect().await.is_ok();
+    let (status, body) = if ok {
+        (200, &br#"{"accepted":1}"#[..])
+    } else {
+        (400, &br#"{"error":"cannot read the body"}"#[..])
+    };
+    let mut r = Response::new(Full::new(Bytes::from_static(body)));
+    *r.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or_default();
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    Ok(r)
+}
