@@ -59,6 +59,12 @@ pub enum StartError {
     Activation(#[from] ActivationError),
 }
 
+/// The runtime the daemon serves on (and the benchmark's ceiling server, so the two compare
+/// like with like): tokio's multi-threaded scheduler, one worker per core.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()
+}
+
 /// Loads the configured certificate, or makes/reuses the embedded default.
 pub fn load_certificate(source: &CertSource) -> Result<LoadedCert, StartError> {
     match source {
