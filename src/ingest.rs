@@ -178,7 +178,7 @@ impl Annotation {
 /// Splits, checks and minifies `body`, annotating each record when asked. Strict mode refuses
 /// the whole body for one bad record.
 pub fn prepare(body: &[u8], strict: bool, annotation: Option<&Annotation>) -> Result<Prepared, IngestError> {
-    match prepare_one_conforming(body, annotation) {
+    match prepare_conforming_lines(body, annotation) {
         Some(prepared) => Ok(prepared),
         None => prepare_split(body, strict, annotation),
     }
@@ -222,30 +222,55 @@ fn prepare_split(
     Ok(out)
 }
 
-/// The common case in one parse: a body that is one conforming record. The record check parses
-/// the whole text and fails on anything after the object, so a success here is exactly what the
-/// splitter would have found, checked; anything else (a batch, a bad record, not JSON) returns
-/// `None` and takes the general path, which says precisely what is wrong.
-fn prepare_one_conforming(body: &[u8], annotation: Option<&Annotation>) -> Option<Prepared> {
+/// The common cases in one parse: a body that is one conforming record, or NDJSON whose every
+/// line is one (what senders and the `send` command post). The record check parses a line's
+/// whole text and fails on anything after the object, so a success on every line is exactly
+/// what the splitter would have found, checked. Anything else (an array, pretty-printed
+/// records, a bad record, not JSON) returns `None` and takes the general path, which says
+/// precisely what is wrong.
+fn prepare_conforming_lines(body: &[u8], annotation: Option<&Annotation>) -> Option<Prepared> {
     let body = body.strip_prefix(b"\xef\xbb\xbf").unwrap_or(body);
     // JSON's own whitespace only: the splitter refuses anything else before a value.
-    let start = body
-        .iter()
-        .position(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))?;
+    let is_space = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r');
+    let start = body.iter().position(|b| !is_space(b))?;
     let body = &body[start..];
     if body.first() != Some(&b'{') {
         return None;
     }
     let text = std::str::from_utf8(body).ok()?;
-    let record = record::check(text).ok()?;
+    conforming_lines(body, annotation).or_else(|| {
+        // One pretty-printed record.
+        let record = record::check(text).ok()?;
+        let mut out = Prepared {
+            lines: Vec::with_capacity(body.len() + 1),
+            records: 1,
+            ..Prepared::default()
+        };
+        // The record's own text ends at its closing brace; whitespace after it is not part of it.
+        let end = text.trim_end_matches([' ', '\t', '\n', '\r']).len();
+        out.add(&body[..end], Some((record.kind(), record.sequence())), annotation);
+        Some(out)
+    })
+}
+
+/// Each non-blank line of `body` (valid UTF-8) as one conforming record, or `None`.
+fn conforming_lines(body: &[u8], annotation: Option<&Annotation>) -> Option<Prepared> {
+    let is_space = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r');
     let mut out = Prepared {
         lines: Vec::with_capacity(body.len() + 1),
-        records: 1,
         ..Prepared::default()
     };
-    // The record's own text ends at its closing brace; whitespace after it is not part of it.
-    let end = text.trim_end_matches([' ', '\t', '\n', '\r']).len();
-    out.add(&body[..end], Some((record.kind(), record.sequence())), annotation);
+    for line in body.split(|b| *b == b'\n') {
+        let Some(first) = line.iter().position(|b| !is_space(b)) else {
+            continue;
+        };
+        let last = line.iter().rposition(|b| !is_space(b)).unwrap_or(first);
+        let line = &line[first..=last];
+        // Cut at ASCII bytes, so still UTF-8; checked again only for the type.
+        let record = record::check(std::str::from_utf8(line).ok()?).ok()?;
+        out.records += 1;
+        out.add(line, Some((record.kind(), record.sequence())), annotation);
+    }
     Some(out)
 }
 
@@ -313,16 +338,19 @@ mod tests {
     }
 
     #[test]
-    fn one_conforming_record_in_one_parse_is_what_the_split_gives() {
+    fn conforming_lines_in_one_parse_are_what_the_split_gives() {
         let a = Annotation::new("2026-11-25T15:35:22.123Z", "10.1.2.3:4000", None);
         let response = r#"{"sequence":9,"response_status_code":"200","response_body":{}}"#;
+        let compact_req = String::from_utf8(crate::minify::minify(REQ.as_bytes())).unwrap();
         for body in [
             REQ.to_string(),
             format!("\u{feff} \r\n{REQ}\n\n "),
             response.to_string(),
             format!("{response}\t"),
+            format!("{response}\n{compact_req}\n"),
+            format!("{response}\r\n\r\n  {response}  \r\n"),
         ] {
-            let fast = prepare_one_conforming(body.as_bytes(), Some(&a)).expect("takes the fast path");
+            let fast = prepare_conforming_lines(body.as_bytes(), Some(&a)).expect("takes the fast path");
             let split = prepare_split(body.as_bytes(), true, Some(&a)).unwrap();
             assert_eq!(
                 (
@@ -347,6 +375,8 @@ mod tests {
         // Everything else is for the general path, which says what is wrong or splits the batch.
         for body in [
             format!("{REQ}\n{REQ}"),
+            format!("{response}\n{response} x"),
+            format!("{response} {response}\n"),
             format!("{REQ} x"),
             format!("\x0c{REQ}"),
             r#"{"sequence":1,"sequence":2,"response_status_code":200}"#.to_string(),
@@ -355,7 +385,7 @@ mod tests {
             "{\"sequence\":1,\"note\":\"\u{1}\"}".to_string(),
         ] {
             assert!(
-                prepare_one_conforming(body.as_bytes(), None).is_none(),
+                prepare_conforming_lines(body.as_bytes(), None).is_none(),
                 "{body:?}"
             );
         }

@@ -310,12 +310,11 @@ impl Output {
             return answer.await.unwrap_or(Err(WriteError::Closed));
         }
         let turn = Turn(Some(self.inner.clone()));
-        // Let the requests this worker has ready now reach this point and queue behind: one
-        // write for all of them, for the price of one more poll of this task.
-        tokio::task::yield_now().await;
+        self.inner.gather().await;
         let queued = std::mem::take(&mut lock(&self.inner.state).queue);
         let mine = self.inner.write_queued(queued);
-        turn.end();
+        // Answered now; what queued meanwhile is written by a task that takes the turn on.
+        turn.pass_on();
         mine.unwrap_or(Err(WriteError::Closed))
     }
 
@@ -339,8 +338,9 @@ impl Output {
             } else {
                 state.writing = true;
                 drop(state);
+                let turn = Turn(Some(self.inner.clone()));
                 let result = lock(&self.inner.sink).reopen();
-                self.inner.keep_writing();
+                turn.pass_on();
                 return result;
             }
         };
@@ -365,26 +365,39 @@ impl Output {
     }
 }
 
-/// Rounds of the queue one request writes after its own before it hands the rest to a task.
-const ROUNDS_PER_REQUEST: usize = 4;
+/// With fsync on, how many times the request that writes yields while others keep queueing.
+const GATHER_POLLS_FSYNC: usize = 16;
 
-/// The turn to write, held by the request that writes. Ended, it writes what queued meanwhile
-/// and lets the next request write; dropped unended (the request was cancelled while it
-/// yielded), it does the same, so the queue it holds is never stranded.
+/// The turn to write, held by the request (or task) that writes. Passed on, it goes to a task
+/// that writes what queued meanwhile, or to nobody when nothing did. Dropped (the request was
+/// cancelled while it yielded, or the runtime is stopping), it writes the queue itself, so no
+/// request is ever stranded behind it.
 struct Turn(Option<Arc<Inner>>);
 
 impl Turn {
-    fn end(mut self) {
-        if let Some(inner) = self.0.take() {
-            inner.keep_writing();
+    fn pass_on(mut self) {
+        let Some(inner) = self.0.take() else { return };
+        if inner.release_if_idle() {
+            return;
         }
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(Inner::carry_on(inner));
+            }
+            Err(_) => inner.write_until_idle(),
+        }
+    }
+
+    /// The turn leaves with its holder: released already.
+    fn disarm(mut self) {
+        self.0 = None;
     }
 }
 
 impl Drop for Turn {
     fn drop(&mut self) {
         if let Some(inner) = self.0.take() {
-            inner.keep_writing();
+            inner.write_until_idle();
         }
     }
 }
@@ -483,11 +496,40 @@ impl Inner {
         }
     }
 
-    /// Writes what queued while the turn was held, a few rounds at most, then gives the turn up
-    /// or hands the rest to a task of its own. Called with `writing` set.
-    fn keep_writing(self: &Arc<Self>) {
-        let mut rounds = 0;
+    /// Lets the requests this worker has ready reach the queue before a write: one write for
+    /// all of them, for the price of one more poll. A sync costs milliseconds, so with fsync on
+    /// it waits on while more keep arriving (a few polls at most).
+    async fn gather(&self) {
+        let mut queued = lock(&self.state).queue.len();
+        for _ in 0..if self.fsync { GATHER_POLLS_FSYNC } else { 1 } {
+            tokio::task::yield_now().await;
+            let now = lock(&self.state).queue.len();
+            if now == queued {
+                break;
+            }
+            queued = now;
+        }
+    }
+
+    /// Gives the turn up if nothing waits; called with `writing` set.
+    fn release_if_idle(&self) -> bool {
+        let mut state = lock(&self.state);
+        if !state.queue.is_empty() {
+            return false;
+        }
+        state.writing = false;
+        if state.closed {
+            self.idle.notify_all();
+        }
+        true
+    }
+
+    /// The task that holds the turn after a request: writes round after round while requests
+    /// keep queueing, then gives the turn up.
+    async fn carry_on(self: Arc<Self>) {
+        let turn = Turn(Some(self.clone()));
         loop {
+            self.gather().await;
             let queued = {
                 let mut state = lock(&self.state);
                 if state.queue.is_empty() {
@@ -495,20 +537,21 @@ impl Inner {
                     if state.closed {
                         self.idle.notify_all();
                     }
-                    return;
+                    break;
                 }
                 std::mem::take(&mut state.queue)
             };
             let _ = self.write_queued(queued);
-            rounds += 1;
-            if rounds == ROUNDS_PER_REQUEST {
-                // No request's answer waits behind an endless stream of others'.
-                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                    let inner = self.clone();
-                    runtime.spawn(async move { inner.keep_writing() });
-                    return;
-                }
-            }
+        }
+        turn.disarm();
+    }
+
+    /// Writes round after round until nothing waits, then gives the turn up; for a turn that
+    /// cannot be carried on by a task.
+    fn write_until_idle(&self) {
+        while !self.release_if_idle() {
+            let queued = std::mem::take(&mut lock(&self.state).queue);
+            let _ = self.write_queued(queued);
         }
     }
 }
