@@ -16,8 +16,8 @@ use tokio::time::Instant;
 pub const MAX_CAP: usize = 1 << 30;
 /// The oldest age a map tells apart: times are 32-bit milliseconds, which wrap after 49 days.
 pub const MAX_AGE: Duration = Duration::from_millis(u32::MAX as u64 / 2);
-/// Entries room is made for at once (up to the cap); larger caps grow as they fill. Memory is
-/// only touched as entries arrive.
+/// Caps up to this get their final table once a quarter full (see [`AgingMap::insert`]);
+/// larger ones grow as they fill.
 const PRESIZE_MAX: usize = 1 << 19;
 
 /// A map whose entries age out, oldest first.
@@ -58,10 +58,7 @@ impl<K: Hash + Eq + Clone, V, S: BuildHasher> AgingMap<K, V, S> {
     pub fn with_hasher(cap: usize, max_age: Duration, hasher: S) -> Self {
         let cap = cap.clamp(1, MAX_CAP);
         AgingMap {
-            // Twice the cap: a full table that keeps evicting fills with tombstones, and
-            // hashbrown clears them in place only while it is at most half full; fuller, it
-            // doubles (and briefly holds both sizes). Sized so, it never grows.
-            map: HashMap::with_capacity_and_hasher(2 * cap.min(PRESIZE_MAX), hasher),
+            map: HashMap::with_hasher(hasher),
             // One more: an insert pushes before it evicts.
             order: VecDeque::with_capacity(cap.min(PRESIZE_MAX) + 1),
             next_gen: 0,
@@ -97,6 +94,15 @@ impl<K: Hash + Eq + Clone, V, S: BuildHasher> AgingMap<K, V, S> {
         let gen = self.next_gen;
         self.next_gen = self.next_gen.wrapping_add(1);
         let at = self.millis(now);
+        // A quarter full, the table gets room for twice the cap at once: a full table that
+        // keeps evicting fills with tombstones, which hashbrown clears in place only while it
+        // is at most half full; fuller, it doubles, briefly holding both sizes. Sized so, it
+        // never grows again. Not earlier: entries land all over a table, so a big table
+        // holding a few thousand keys would keep most of its pages resident.
+        let room = 2 * self.cap.min(PRESIZE_MAX);
+        if self.map.len() >= self.cap / 4 && self.map.capacity() < room {
+            self.map.reserve(room - self.map.len());
+        }
         self.map.insert(key.clone(), Entry { value, at, gen });
         self.order.push_back((key, gen));
         while self.map.len() > self.cap {

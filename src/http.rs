@@ -6,8 +6,10 @@
 //! It does not know about TLS or connections.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -202,11 +204,13 @@ where
     }
     // What this request holds of the body budget; given back when it is answered.
     let mut held = Held::default();
-    let read = tokio::time::timeout(
-        app.body_timeout,
-        read_body(req.into_body(), app.max_body, &app.budget, &mut held),
-    )
-    .await;
+    let started = tokio::time::Instant::now();
+    let mut reading = std::pin::pin!(read_body(req.into_body(), app.max_body, &app.budget, &mut held));
+    // A small body usually came with the head: read at once, it needs no timer.
+    let read = match std::future::poll_fn(|cx| Poll::Ready(reading.as_mut().poll(cx))).await {
+        Poll::Ready(read) => Ok(read),
+        Poll::Pending => tokio::time::timeout_at(started + app.body_timeout, reading).await,
+    };
     let body = match read {
         Err(_) => {
             return Err(IngestError::BodyTimeout {
