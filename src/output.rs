@@ -265,10 +265,11 @@ impl Output {
 
     /// [`Output::write`] for a caller that knows how many records (lines) `data` holds.
     ///
-    /// When no other request is writing, this one writes at once, its own lines and whatever
-    /// queued meanwhile; otherwise it queues its lines for the one writing and waits for the
-    /// answer. So under load one `write(2)` serves many requests, and with no load a request
-    /// costs one `write(2)` and no hand-off to another thread.
+    /// When no other request is writing, this one writes: it lets the requests its worker has
+    /// ready queue behind it, then writes them all with its own lines. Otherwise it queues its
+    /// lines for the one writing and waits for the answer. So under load one `write(2)` serves
+    /// many requests, and with no load a request costs one `write(2)` and no hand-off to another
+    /// thread.
     pub async fn write_records(&self, data: Vec<u8>, records: usize) -> Result<(), WriteError> {
         // Every request counts for at least QUEUE_BYTES / QUEUE_JOBS, which bounds the requests
         // waiting as well as their bytes.
