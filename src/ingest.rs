@@ -238,7 +238,7 @@ fn prepare_conforming_lines(body: &[u8], annotation: Option<&Annotation>) -> Opt
         return None;
     }
     let text = std::str::from_utf8(body).ok()?;
-    conforming_lines(body, annotation).or_else(|| {
+    conforming_lines(text, annotation).or_else(|| {
         // One pretty-printed record.
         let record = record::check(text).ok()?;
         let mut out = Prepared {
@@ -247,31 +247,37 @@ fn prepare_conforming_lines(body: &[u8], annotation: Option<&Annotation>) -> Opt
             ..Prepared::default()
         };
         // The record's own text ends at its closing brace; whitespace after it is not part of it.
-        let end = text.trim_end_matches([' ', '\t', '\n', '\r']).len();
+        let end = text.trim_end_matches(is_json_space).len();
         out.add(&body[..end], Some((record.kind(), record.sequence())), annotation);
         Some(out)
     })
 }
 
-/// Each non-blank line of `body` (valid UTF-8) as one conforming record, or `None`.
-fn conforming_lines(body: &[u8], annotation: Option<&Annotation>) -> Option<Prepared> {
-    let is_space = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r');
+/// Each non-blank line of `text` as one conforming record, or `None`.
+fn conforming_lines(text: &str, annotation: Option<&Annotation>) -> Option<Prepared> {
     let mut out = Prepared {
-        lines: Vec::with_capacity(body.len() + 1),
+        lines: Vec::with_capacity(text.len() + 1),
         ..Prepared::default()
     };
-    for line in body.split(|b| *b == b'\n') {
-        let Some(first) = line.iter().position(|b| !is_space(b)) else {
+    for line in text.split('\n') {
+        let line = line.trim_matches(is_json_space);
+        if line.is_empty() {
             continue;
-        };
-        let last = line.iter().rposition(|b| !is_space(b)).unwrap_or(first);
-        let line = &line[first..=last];
-        // Cut at ASCII bytes, so still UTF-8; checked again only for the type.
-        let record = record::check(std::str::from_utf8(line).ok()?).ok()?;
+        }
+        let record = record::check(line).ok()?;
         out.records += 1;
-        out.add(line, Some((record.kind(), record.sequence())), annotation);
+        out.add(
+            line.as_bytes(),
+            Some((record.kind(), record.sequence())),
+            annotation,
+        );
     }
     Some(out)
+}
+
+/// JSON's own whitespace; nothing else may stand between values.
+fn is_json_space(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n' | '\r')
 }
 
 impl Prepared {
@@ -418,5 +424,56 @@ mod tests {
             (e.status(), e.retry_after()),
             (StatusCode::SERVICE_UNAVAILABLE, Some(1))
         );
+    }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        /// Lines a body may hold: conforming records (compact and pretty), records that do not
+        /// conform, broken JSON, non-objects, blank lines.
+        const PIECES: &[&str] = &[
+            r#"{"sequence":1,"request":{"Method":"GET","RequestURI":"/"}}"#,
+            r#"{"sequence":2,"response_status_code":200,"response_body":{"a":[1,2]}}"#,
+            r#"{ "sequence" : 3 , "response_status_code" : "204" }"#,
+            "{\n  \"sequence\": 4,\n  \"request\": {\"Method\": \"GET\", \"RequestURI\": \"/x y\"}\n}",
+            r#"{"sequence":5}"#,
+            r#"{"sequence":6,"request":{"Method":"GET"}}"#,
+            r#"{"sequence":7,"response_status_code":200"#,
+            r#"[{"sequence":8,"response_status_code":200}]"#,
+            r#""text""#,
+            "",
+            "  \t",
+            "\u{feff}",
+        ];
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            /// Whenever the one-parse path takes a body, the general path takes it too and
+            /// gives exactly the same lines, keys and counts.
+            #[test]
+            fn the_one_parse_path_agrees_with_the_general_one(
+                picks in proptest::collection::vec((0..PIECES.len(), 0..3usize), 1..6),
+            ) {
+                let mut body = String::new();
+                for (piece, sep) in picks {
+                    body.push_str(PIECES[piece]);
+                    body.push_str(["\n", "\r\n", " "][sep]);
+                }
+                if let Some(fast) = prepare_conforming_lines(body.as_bytes(), None) {
+                    let general = prepare_split(body.as_bytes(), true, None);
+                    prop_assert!(general.is_ok(), "{:?}: {:?}", body, general.err());
+                    let general = general.unwrap();
+                    prop_assert_eq!(&fast.lines, &general.lines, "{:?}", body);
+                    prop_assert_eq!(&fast.keys, &general.keys);
+                    prop_assert_eq!(&fast.ends, &general.ends);
+                    prop_assert_eq!(
+                        (fast.records, fast.requests, fast.responses, fast.nonconforming),
+                        (general.records, general.requests, general.responses, general.nonconforming)
+                    );
+                }
+            }
+        }
     }
 }
