@@ -39,11 +39,8 @@
 //! problems go to standard error. Exit status: 0 after a run, 1 when something stopped it (e.g.
 //! too many open files, an untrusted certificate, no `h2`), 2 for bad arguments.
 //!
-//! `--ca` is trusted both as roots for ordinary verification and, certificate by certificate, as
-//! pinned server certificates: a server presenting exactly one of them is accepted if it carries
-//! `--server-name` (the handshake signature is still checked; its dates are not), which is how a
-//! self-signed certificate made with `openssl req -x509` (a CA certificate, which WebPKI refuses
-//! as a server's) can be used.
+//! The server's certificate is verified against the CA certificates in `--ca`, as the daemon's
+//! own `send` command does (`client_tls`), for the name `--server-name`.
 //!
 //! Built with `cargo build --release --example load`; e.g.
 //! `load --ca cert.pem --body bench/sample-request.json --duration 15s https://127.0.0.1:8443/log`.
@@ -63,12 +60,10 @@ use http::{HeaderValue, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::{Resumption, WebPkiServerVerifier};
-use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use ml_api_logger::client_tls::{self, Trust};
+use rustls::client::Resumption;
+use rustls::pki_types::ServerName;
+use rustls::ClientConfig;
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -178,14 +173,13 @@ enum Bad {
     Args(String),
     #[error("URL {url:?}: {reason}")]
     Url { url: String, reason: String },
-    #[error("--ca {}: {reason}", path.display())]
-    Ca { path: PathBuf, reason: String },
     #[error("--body {}: {reason}", path.display())]
     Body { path: PathBuf, reason: String },
     #[error("--first-sequence {first}: {reason}")]
     Sequence { first: u64, reason: String },
-    #[error("TLS configuration: {0}")]
-    Tls(#[from] rustls::Error),
+    /// `--ca` unusable, or rustls refused the configuration (the message says which).
+    #[error("{0}")]
+    Tls(String),
 }
 
 /// What stops a run: exit status 1.
@@ -476,108 +470,18 @@ impl Plan {
     }
 }
 
-/// rustls with ring, the certificates of `ca` trusted (and pinned), no session resumption.
+/// `send`'s client configuration (the CAs in `ca` trusted), with no session resumption, so
+/// that every connection is a full handshake, and ALPN for `proto`.
 fn tls_config(ca: &Path, proto: Proto) -> Result<Arc<ClientConfig>, Bad> {
-    let bad = |reason: String| Bad::Ca {
-        path: ca.to_path_buf(),
-        reason,
-    };
-    let certs = CertificateDer::pem_file_iter(ca)
-        .map_err(|e| bad(e.to_string()))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| bad(e.to_string()))?;
-    if certs.is_empty() {
-        return Err(bad("no PEM certificate in it".into()));
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = RootCertStore::empty();
-    let _ = roots.add_parsable_certificates(certs.iter().cloned());
-    // Certificates that cannot be roots are still pinned; no roots at all means pins only.
-    let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .build()
-        .ok();
-    let verifier = Arc::new(PinnedOrWebPki {
-        pinned: certs,
-        webpki,
-        provider: provider.clone(),
-    });
-    let mut config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .dangerous()
-        .with_custom_certificate_verifier(verifier)
-        .with_no_client_auth();
+    let base =
+        client_tls::client_config(&Trust::CaFile(ca.to_path_buf())).map_err(|e| Bad::Tls(e.to_string()))?;
+    let mut config = ClientConfig::clone(&base);
     config.resumption = Resumption::disabled();
     config.alpn_protocols = vec![match proto {
         Proto::H1 => b"http/1.1".to_vec(),
         Proto::H2 => b"h2".to_vec(),
     }];
     Ok(Arc::new(config))
-}
-
-/// Accepts a server certificate that is exactly one of `--ca`'s, or that WebPKI verification
-/// against them as roots accepts. The handshake signatures are checked either way.
-#[derive(Debug)]
-struct PinnedOrWebPki {
-    pinned: Vec<CertificateDer<'static>>,
-    webpki: Option<Arc<WebPkiServerVerifier>>,
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for PinnedOrWebPki {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        if self.pinned.iter().any(|c| c.as_ref() == end_entity.as_ref()) {
-            let parsed = rustls::server::ParsedCertificate::try_from(end_entity)?;
-            rustls::client::verify_server_name(&parsed, server_name)?;
-            return Ok(ServerCertVerified::assertion());
-        }
-        match &self.webpki {
-            Some(v) => v.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now),
-            None => Err(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::UnknownIssuer,
-            )),
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
 }
 
 /// What one worker (or stream) saw.
