@@ -93,11 +93,15 @@ impl Budget {
             (&self.large, large, &mut held.large),
         ] {
             if want > 0 {
-                let p =
-                    tokio::time::timeout(BUDGET_WAIT, sem.clone().acquire_many_owned(Self::permits(want)))
+                let permits = Self::permits(want);
+                // Almost always there is room: no timer then.
+                let p = match sem.clone().try_acquire_many_owned(permits) {
+                    Ok(p) => p,
+                    Err(_) => tokio::time::timeout(BUDGET_WAIT, sem.clone().acquire_many_owned(permits))
                         .await
                         .map_err(|_| Exhausted)?
-                        .map_err(|_| Exhausted)?;
+                        .map_err(|_| Exhausted)?,
+                };
                 Held::add(slot, p);
             }
         }
