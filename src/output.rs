@@ -33,7 +33,8 @@ const QUEUE_BYTES: usize = 64 << 20;
 const QUEUE_JOBS: usize = 8192;
 /// How long a request waits for room in the queue before it is refused.
 const QUEUE_WAIT: Duration = Duration::from_secs(2);
-/// The most bytes gathered into one write.
+/// The most bytes gathered from several requests into one write (one request's lines are
+/// written whole, whatever their size).
 const MAX_GATHER: usize = 8 << 20;
 
 /// The output could not be opened.
@@ -410,11 +411,22 @@ impl Inner {
     fn write_queued(&self, queued: Vec<Entry>) -> Option<Result<(), WriteError>> {
         let mut sink = lock(&self.sink);
         let mut jobs = Vec::with_capacity(queued.len());
+        let mut gathered = 0;
         let mut mine = None;
         for entry in queued {
             match entry {
-                Entry::Job(job) => jobs.push(job),
+                Entry::Job(job) => {
+                    if gathered + job.data.len() > MAX_GATHER && !jobs.is_empty() {
+                        if let Some(r) = self.write_jobs(&mut sink, &mut jobs) {
+                            mine = Some(r);
+                        }
+                        gathered = 0;
+                    }
+                    gathered += job.data.len();
+                    jobs.push(job);
+                }
                 Entry::Reopen(done) => {
+                    gathered = 0;
                     // Everything queued before the reopen goes to the old file.
                     if let Some(r) = self.write_jobs(&mut sink, &mut jobs) {
                         mine = Some(r);
@@ -798,6 +810,39 @@ mod tests {
         }
         // Several requests shared a write and its sync.
         assert!(out.stats().batches.load(Ordering::Relaxed) <= 300);
+    }
+
+    #[tokio::test]
+    async fn one_write_gathers_at_most_max_gather_bytes_of_several_requests() {
+        let p = tmp("gather");
+        let (out, writer) = Output::open(&OutputTarget::File(p.clone()), false).unwrap();
+        let jobs: Vec<Entry> = [b'a', b'b', b'c']
+            .iter()
+            .map(|c| {
+                let mut data = vec![*c; MAX_GATHER * 3 / 8];
+                data.push(b'\n');
+                Entry::Job(Job {
+                    data,
+                    records: 1,
+                    done: None,
+                    _budget: out.budget.clone().try_acquire_many_owned(1).unwrap(),
+                })
+            })
+            .collect();
+        lock(&out.inner.state).writing = true;
+        assert!(matches!(out.inner.write_queued(jobs), Some(Ok(()))));
+        lock(&out.inner.state).writing = false;
+        // Three requests of 3/8 of the limit each: two of them, then the third.
+        assert_eq!(out.stats().batches.load(Ordering::Relaxed), 2);
+        tokio::task::spawn_blocking(move || writer.finish())
+            .await
+            .unwrap();
+        let text = std::fs::read(&p).unwrap();
+        let lines: Vec<&[u8]> = text.split(|b| *b == b'\n').filter(|l| !l.is_empty()).collect();
+        assert_eq!(lines.len(), 3);
+        for (line, c) in lines.iter().zip([b'a', b'b', b'c']) {
+            assert!(line.iter().all(|b| *b == c));
+        }
     }
 
     #[tokio::test]
