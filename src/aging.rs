@@ -214,6 +214,29 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn ages_stay_right_when_the_32_bit_millisecond_clock_wraps() {
+        // The settings allow no duration over a week, well inside what 32 bits tell apart.
+        assert!(MAX_AGE > Duration::from_secs(7 * 24 * 3600));
+        let mut m = AgingMap::new(10, Duration::from_secs(5));
+        // 49.7 days after the map was made, a second before the wrap.
+        tokio::time::advance(Duration::from_millis(u64::from(u32::MAX) - 1_000)).await;
+        m.insert(1, (), Instant::now(), |_, _| unreachable!());
+        m.insert(2, (), Instant::now(), |_, _| unreachable!());
+        tokio::time::advance(Duration::from_secs(3)).await;
+        m.expire(Instant::now(), |_, _| {
+            panic!("expired 3 s after insert, across the wrap")
+        });
+        assert_eq!(
+            m.remove(&2, Instant::now()).map(|(_, age)| age),
+            Some(Duration::from_secs(3))
+        );
+        tokio::time::advance(Duration::from_secs(3)).await;
+        let mut expired = Vec::new();
+        m.expire(Instant::now(), |k, _| expired.push(k));
+        assert_eq!(expired, vec![1]);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn the_order_queue_stays_bounded_under_churn() {
         let mut m = AgingMap::new(100, Duration::from_secs(3600));
         for i in 0..100_000u64 {

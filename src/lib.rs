@@ -19,7 +19,7 @@
 //! - [`record`] — the record format and conformance.
 //! - [`ingest`] — records checked and minified into lines; every refusal and its status.
 //! - [`minify`] — whitespace removal that changes nothing else.
-//! - [`output`] — the single writer: gathered writes, fsync, rollback, partial-line recovery.
+//! - [`output`] — one writer at a time: gathered writes, fsync, rollback, partial-line recovery.
 //! - [`allow`] — the address allowlist, checked before the handshake.
 //! - [`budget`] — the daemon-wide memory budget for request bodies.
 //! - [`ratelimit`] — per-connection failures logged at most a few times a minute.
