@@ -1216,32 +1216,3 @@ fn main() -> ExitCode {
         None => ExitCode::SUCCESS,
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn finds_the_sequence() {
-        let r = br#"{"sequence":100000302,"request":{"x":"\"sequence\":1"}}"#;
-        assert_eq!(find_sequence(r), Ok((12, 9)));
-        assert!(find_sequence(br#"{"sequence":1,"a":{"sequence":2}}"#).is_err());
-        assert!(find_sequence(br#"{"sequence": 1}"#).is_err());
-        let mut d = *b"000";
-        put_digits(&mut d, 907);
-        assert_eq!(&d, b"907");
-        assert_eq!(
-            (digits_of(0), digits_of(9), digits_of(10), digits_of(200_000_001)),
-            (1, 1, 2, 9)
-        );
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert!(parse_duration("1.5s").is_err());
-        assert!(parse_positive_duration("0s").is_err());
-    }
-}

@@ -3,7 +3,8 @@
 //! batches and over HTTP/2 with several streams), and the ceiling server under the load tool.
 //! The benchmark's "none lost, none twice" rests on the first; its ratios on the second.
 //!
-//! The programs are cargo examples, built by `cargo test` with the tests.
+//! The programs are cargo examples, built by `cargo test` with the tests. Each child is reaped
+//! when its test ends, failed or not.
 
 mod common;
 
@@ -21,7 +22,7 @@ fn example(name: &str) -> PathBuf {
     let path = dir.join("examples").join(name);
     assert!(
         path.exists(),
-        "{} is not built; run the whole `cargo test` (it builds the examples)",
+        "{} is not built; `cargo test` builds the examples (not with --test or --lib)",
         path.display()
     );
     path
@@ -96,12 +97,19 @@ fn every_2xx_the_load_tool_counts_is_one_line_written_once() {
             "400000000",
         ],
     ];
-    let mut expected = 0;
+    // With no error, the sequences sent are exactly first ..= last (the summary's), each once.
+    let mut expected = HashSet::new();
     for args in &runs {
         let s = load(&certs.ca, &url, args);
         assert_eq!((field(&s, "non2xx"), field(&s, "errors")), (0, 0), "{s:?}");
         assert!(field(&s, "requests") > 0, "{s:?}");
-        expected += field(&s, "sent_total") * field(&s, "batch");
+        let (first, last) = (field(&s, "first_sequence"), field(&s, "last_sequence"));
+        assert_eq!(
+            last + 1 - first,
+            field(&s, "sent_total") * field(&s, "batch"),
+            "{s:?}"
+        );
+        expected.extend(first..=last);
     }
     let (code, stderr) = d.stop();
     assert_eq!(code, 0, "{stderr}");
@@ -114,11 +122,8 @@ fn every_2xx_the_load_tool_counts_is_one_line_written_once() {
             "written twice: {line}"
         );
     }
-    assert_eq!(
-        seen.len() as u64,
-        expected,
-        "lines written vs 2xx the load tool counted"
-    );
+    assert_eq!(seen.len(), expected.len(), "lines written vs 2xx counted");
+    assert!(seen == expected, "the sequences written are not those sent");
 }
 
 #[test]
@@ -130,16 +135,19 @@ fn the_ceiling_serves_the_load_tool_and_stops_on_sigterm() {
         .local_addr()
         .unwrap()
         .port();
-    let mut ceiling = Command::new(example("ceiling"))
-        .args([
-            certs.cert.to_str().unwrap(),
-            certs.key.to_str().unwrap(),
-            &format!("127.0.0.1:{port}"),
-        ])
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut ceiling = Reaped(
+        Command::new(example("ceiling"))
+            .args([
+                certs.cert.to_str().unwrap(),
+                certs.key.to_str().unwrap(),
+                &format!("127.0.0.1:{port}"),
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let up = (0..100).any(|_| {
         std::thread::sleep(Duration::from_millis(50));
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
@@ -159,4 +167,62 @@ fn the_ceiling_serves_the_load_tool_and_stops_on_sigterm() {
         .unwrap();
     assert!(killed.success());
     assert_eq!(wait_exit(&mut ceiling, Duration::from_secs(10)), 0);
+}
+
+/// Bad arguments and bodies the tool cannot number: exit status 2 and one line saying why,
+/// before any connection (nobody listens at the URL).
+#[test]
+fn the_load_tool_refuses_what_it_cannot_do() {
+    let dir = TempDir::new("bench-args");
+    let ca = make_certs(dir.path()).ca;
+    let url = format!("https://127.0.0.1:{}/log", free_port());
+    let body = |name: &str, text: &str| {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let cases = [
+        (vec!["--duration", "1.5s"], sample(), "not a duration"),
+        (vec!["--duration", "0s"], sample(), "longer than zero"),
+        (vec!["--duration", "9000h"], sample(), "too long"),
+        (
+            vec!["--duration", "1s"],
+            body("spaced.json", r#"{"sequence": 1}"#).into(),
+            "no space after the colon",
+        ),
+        (
+            vec!["--duration", "1s"],
+            body("twice.json", r#"{"sequence":1,"a":{"sequence":2}}"#).into(),
+            "more than one",
+        ),
+        (
+            vec!["--duration", "1s"],
+            body(
+                "inner.json",
+                r#"{"sequence":100000302,"r":{"x":"\"sequence\":1"}}"#,
+            )
+            .into(),
+            "",
+        ),
+    ];
+    for (args, body, says) in cases {
+        let out = Command::new(example("load"))
+            .args(["--ca", ca.to_str().unwrap(), "--body", body.to_str().unwrap()])
+            .args(&args)
+            .args(["--timeout", "1s", "--first-sequence", "100000000"])
+            .arg(&url)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if says.is_empty() {
+            // A "sequence" inside a string is not the record's: this body is numbered, and the
+            // run goes on, counting a failed connection every 100 ms (nobody listens).
+            assert_eq!(out.status.code(), Some(0), "{args:?} {body:?}: {stderr}");
+            assert!(String::from_utf8_lossy(&out.stdout).starts_with("load-summary "));
+            continue;
+        }
+        assert_eq!(out.status.code(), Some(2), "{args:?} {body:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?} {body:?}: {stderr}");
+    }
 }

@@ -165,20 +165,22 @@ fn connection_errors_are_retried_until_the_daemon_is_up() {
     let input = go_log(&exchanges(1, 10));
     std::fs::write(dir.join("in.json"), &input).unwrap();
     let port = free_port();
-    let mut send = command()
-        .args([
-            "send",
-            "--url",
-            &format!("https://127.0.0.1:{port}/log"),
-            "--ca",
-            certs.ca.to_str().unwrap(),
-            dir.join("in.json").to_str().unwrap(),
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut send = Reaped(
+        command()
+            .args([
+                "send",
+                "--url",
+                &format!("https://127.0.0.1:{port}/log"),
+                "--ca",
+                certs.ca.to_str().unwrap(),
+                dir.join("in.json").to_str().unwrap(),
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     std::thread::sleep(Duration::from_millis(1500));
     let mut start = Start::new(&certs).args(["--output", log.to_str().unwrap()]);
     let at = start.args.iter().position(|a| a == "--port").unwrap();
@@ -252,24 +254,26 @@ fn while_the_disk_is_full_the_daemon_answers_503_and_everything_arrives_once() {
     }
     let input = go_log(&exchanges(1, 20));
     std::fs::write(dir.join("in.json"), &input).unwrap();
-    let mut send = command()
-        .args([
-            "send",
-            "--url",
-            &url(&d),
-            "--ca",
-            certs.ca.to_str().unwrap(),
-            "--batch",
-            "4",
-            "--concurrency",
-            "2",
-            dir.join("in.json").to_str().unwrap(),
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut send = Reaped(
+        command()
+            .args([
+                "send",
+                "--url",
+                &url(&d),
+                "--ca",
+                certs.ca.to_str().unwrap(),
+                "--batch",
+                "4",
+                "--concurrency",
+                "2",
+                dir.join("in.json").to_str().unwrap(),
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     std::thread::sleep(Duration::from_millis(1500));
     assert!(lines(&log).is_empty(), "nothing can be written yet");
     std::fs::remove_file(&filler).unwrap();
