@@ -120,11 +120,14 @@ pub async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
             let guard = state.begin_request();
             let app = app.clone();
             let client = client.clone();
-            async move {
+            // Boxed: hyper keeps a slot the size of this future for the whole life of the
+            // connection, idle or not; boxed, the slot is a pointer and the few KiB of state
+            // exist only while a request is handled.
+            Box::pin(async move {
                 let answer = handle(app, peer, client, req).await;
                 drop(guard);
                 answer
-            }
+            })
         })
     };
     let conn = shared.http.serve_connection(io, service);
