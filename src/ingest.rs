@@ -11,6 +11,7 @@ use crate::correlate::{Fingerprint, RecordKey, Verdict};
 use crate::decode::DecodeError;
 use crate::minify::minify_into;
 use crate::output::WriteError;
+use crate::quick;
 use crate::record::{self, Kind, Nonconformity};
 
 /// Seconds a client is told to wait after a `503`.
@@ -199,8 +200,8 @@ fn prepare_split(
     };
     out.keys.reserve(split.records.len());
     for (i, raw) in split.records.iter().enumerate() {
-        let key = match record::check(raw.get()) {
-            Ok(r) => Some((r.kind(), r.sequence())),
+        let (key, compact) = match check(raw.get()) {
+            Ok((kind, sequence, compact)) => (Some((kind, sequence)), compact),
             Err(problem) => {
                 let where_ = if batch {
                     format!("record {} ", i + 1)
@@ -214,10 +215,10 @@ fn prepare_split(
                 if out.first_problem.is_none() {
                     out.first_problem = Some(format!("{where_}does not conform: {problem}"));
                 }
-                None
+                (None, false)
             }
         };
-        out.add(raw.get().as_bytes(), key, annotation);
+        out.add(raw.get().as_bytes(), key, compact, annotation);
     }
     Ok(out)
 }
@@ -240,7 +241,7 @@ fn prepare_conforming_lines(body: &[u8], annotation: Option<&Annotation>) -> Opt
     let text = std::str::from_utf8(body).ok()?;
     conforming_lines(text, annotation).or_else(|| {
         // One pretty-printed record.
-        let record = record::check(text).ok()?;
+        let (kind, sequence, compact) = check(text).ok()?;
         let mut out = Prepared {
             lines: Vec::with_capacity(body.len() + 1),
             records: 1,
@@ -248,7 +249,7 @@ fn prepare_conforming_lines(body: &[u8], annotation: Option<&Annotation>) -> Opt
         };
         // The record's own text ends at its closing brace; whitespace after it is not part of it.
         let end = text.trim_end_matches(is_json_space).len();
-        out.add(&body[..end], Some((record.kind(), record.sequence())), annotation);
+        out.add(&body[..end], Some((kind, sequence)), compact, annotation);
         Some(out)
     })
 }
@@ -264,15 +265,20 @@ fn conforming_lines(text: &str, annotation: Option<&Annotation>) -> Option<Prepa
         if line.is_empty() {
             continue;
         }
-        let record = record::check(line).ok()?;
+        let (kind, sequence, compact) = check(line).ok()?;
         out.records += 1;
-        out.add(
-            line.as_bytes(),
-            Some((record.kind(), record.sequence())),
-            annotation,
-        );
+        out.add(line.as_bytes(), Some((kind, sequence)), compact, annotation);
     }
     Some(out)
+}
+
+/// A record's kind and sequence, and whether its text is already minified: the quick check when
+/// it is sure, else the full one, which says what is wrong.
+fn check(json: &str) -> Result<(Kind, u64, bool), Nonconformity> {
+    match quick::check(json) {
+        Some(q) => Ok((q.kind, q.sequence, q.compact)),
+        None => record::check(json).map(|r| (r.kind(), r.sequence(), false)),
+    }
 }
 
 /// JSON's own whitespace; nothing else may stand between values.
@@ -281,15 +287,20 @@ fn is_json_space(c: char) -> bool {
 }
 
 impl Prepared {
-    /// Appends one record's line: minified, annotated when asked, with its key.
-    fn add(&mut self, raw: &[u8], key: Option<(Kind, u64)>, annotation: Option<&Annotation>) {
+    /// Appends one record's line: minified (unless `compact` says it is already), annotated when
+    /// asked, with its key.
+    fn add(&mut self, raw: &[u8], key: Option<(Kind, u64)>, compact: bool, annotation: Option<&Annotation>) {
         match key {
             Some((Kind::Request, _)) => self.requests += 1,
             Some((Kind::Response, _)) => self.responses += 1,
             None => {}
         }
         let start = self.lines.len();
-        minify_into(raw, &mut self.lines);
+        if compact {
+            self.lines.extend_from_slice(raw);
+        } else {
+            minify_into(raw, &mut self.lines);
+        }
         self.keys.push(key.map(|(kind, sequence)| RecordKey {
             kind,
             sequence,

@@ -17,6 +17,7 @@
 //! - [`decode`] — `gzip`/`deflate` bodies under the size limit.
 //! - [`batch`] — a body split into records (single, array, NDJSON).
 //! - [`record`] — the record format and conformance.
+//! - [`quick`] — the common record checked in one pass, the full check when unsure.
 //! - [`ingest`] — records checked and minified into lines; every refusal and its status.
 //! - [`minify`] — whitespace removal that changes nothing else.
 //! - [`output`] — one writer at a time: gathered writes, fsync, rollback, partial-line recovery.
@@ -70,6 +71,7 @@ pub mod minify;
 pub mod notify;
 pub mod output;
 pub mod progress;
+pub mod quick;
 pub mod ratelimit;
 pub mod reader;
 pub mod record;

@@ -59,19 +59,24 @@ const ONES: u64 = 0x0101_0101_0101_0101;
 const HIGHS: u64 = 0x8080_8080_8080_8080;
 
 /// High bit set in each byte of `x` equal to `b`; exact up to the first such byte.
-fn eq(x: u64, b: u8) -> u64 {
+pub(crate) fn eq(x: u64, b: u8) -> u64 {
     let y = x ^ (ONES * u64::from(b));
     y.wrapping_sub(ONES) & !y & HIGHS
 }
 
 /// High bit set in each byte of `x` below `b` (`b` at most 128); exact up to the first one.
-fn below(x: u64, b: u8) -> u64 {
+pub(crate) fn below(x: u64, b: u8) -> u64 {
     x.wrapping_sub(ONES * u64::from(b)) & !x & HIGHS
 }
 
 /// The index of the first byte at or after `i` that `wanted` says matters (`in_word` says the
 /// same for eight bytes at once, little-endian), or `json.len()`.
-fn find(json: &[u8], mut i: usize, in_word: impl Fn(u64) -> u64, wanted: impl Fn(u8) -> bool) -> usize {
+pub(crate) fn find(
+    json: &[u8],
+    mut i: usize,
+    in_word: impl Fn(u64) -> u64,
+    wanted: impl Fn(u8) -> bool,
+) -> usize {
     while let Some(chunk) = json.get(i..i + 8) {
         let mut word = [0u8; 8];
         word.copy_from_slice(chunk);
