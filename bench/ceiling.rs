@@ -3,7 +3,8 @@
 //! A hyper 1 + tokio-rustls server with the daemon's own TLS configuration (`tls::server_config`:
 //! ring, TLS 1.2 and 1.3, ALPN `h2` then `http/1.1`), its own HTTP settings
 //! (`connection::http_builder`), its socket options (`server::bind_one`, `TCP_NODELAY`) and its
-//! runtime (`daemon::runtime`). It reads every request body to its end and answers `200` with
+//! runtime (`daemon::runtime`, with the daemon's default worker threads, or `LOGGER_WORKER_THREADS`
+//! as the daemon reads it). It reads every request body to its end and answers `200` with
 //! `{"accepted":1}`, writing nothing. Whatever the daemon does beyond this — checking, correlating,
 //! writing, its timeouts and limits — is what the benchmark's ratios against it measure.
 //!
@@ -23,7 +24,7 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::signal::unix::{signal, SignalKind};
 
-use ml_api_logger::{connection, daemon, server, tls};
+use ml_api_logger::{connection, daemon, server, settings, tls};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -47,7 +48,20 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match daemon::runtime() {
+    let workers = match std::env::var("LOGGER_WORKER_THREADS")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+    {
+        None => settings::default_worker_threads(),
+        Some(v) => match v.trim().parse::<usize>() {
+            Ok(n) if (1..=settings::MAX_WORKER_THREADS).contains(&n) => n,
+            _ => {
+                eprintln!("error: LOGGER_WORKER_THREADS={v:?}: not a thread count (1-1024)");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let runtime = match daemon::runtime(workers) {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");

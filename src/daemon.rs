@@ -60,9 +60,13 @@ pub enum StartError {
 }
 
 /// The runtime the daemon serves on (and the benchmark's ceiling server, so the two compare
-/// like with like): tokio's multi-threaded scheduler, one worker per core.
-pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()
+/// like with like): tokio's multi-threaded scheduler with `worker_threads` workers
+/// ([`crate::settings::default_worker_threads`] unless set).
+pub fn runtime(worker_threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(worker_threads)
+        .enable_all()
+        .build()
 }
 
 /// Loads the configured certificate, or makes/reuses the embedded default.
@@ -414,8 +418,9 @@ fn start_line(
         Some(ca) => format!("client certificates from {}", ca.display()),
         None => "no client certificates".to_string(),
     };
+    let workers = tokio::runtime::Handle::current().metrics().num_workers();
     tracing::info!(
-        "ml_api_logger {} listening on {}; certificate {}; output {}; {}, fsync {}; allowed: {}; {}",
+        "ml_api_logger {} listening on {}; certificate {}; output {}; {}, fsync {}; allowed: {}; {}; {} worker thread{}",
         env!("CARGO_PKG_VERSION"),
         listening.join(" "),
         certificate,
@@ -424,6 +429,8 @@ fn start_line(
         if settings.fsync { "on" } else { "off" },
         settings.allow,
         clients,
+        workers,
+        if workers == 1 { "" } else { "s" },
     );
 }
 

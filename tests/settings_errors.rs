@@ -76,6 +76,16 @@ fn bad_values_in_variables_and_flags() {
         ),
         (
             &[],
+            &[("LOGGER_WORKER_THREADS", "0")],
+            r#"LOGGER_WORKER_THREADS="0": not a thread count (1-1024)"#,
+        ),
+        (
+            &["--worker-threads", "many"],
+            &[],
+            r#"--worker-threads="many": not a thread count"#,
+        ),
+        (
+            &[],
             &[("LOGGER_KEY", "/nonexistent/x.key")],
             "LOGGER_KEY=/nonexistent/x.key: a key without a certificate",
         ),
