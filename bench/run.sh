@@ -30,6 +30,8 @@
 #   DURATION=15s     measured run per server (wrk -d, load --duration: 30, 30s, 2m)
 #   WARMUP=3s        warm-up per server before the measured run, same load; 0 for none
 #   CONNECTIONS=32   wrk connections in S1 and S5 (one wrk thread)
+#   WORKERS=N        worker threads of the logger and the ceiling alike (LOGGER_WORKER_THREADS);
+#                    unset: their default, half the CPUs
 #   SKIP_BUILD=1     use target/release/ml_api_logger and target/release/examples/{ceiling,load} as they are
 #   KEEP_TMP=1       keep the temp dir (certificates, outputs, logs) instead of removing it
 #   RESULTS_MD=FILE  also write the markdown results, with the machine and the commands, to FILE
@@ -99,6 +101,10 @@ CHECK_TIMEOUT=900
 for name in $(compgen -e); do
     case $name in LOGGER_* | RUST_LOG) unset "$name" ;; esac
 done
+# The ceiling reads the same variable, so the two keep the same runtime.
+if [[ -n ${WORKERS:-} ]]; then
+    export LOGGER_WORKER_THREADS=$WORKERS
+fi
 
 die() {
     echo "run.sh: error: $*" >&2
@@ -1160,7 +1166,7 @@ markdown_table() {
 markdown_file() {
     say "# ml_api_logger benchmark results"
     say ""
-    say "Made by \`bench/run.sh\` (SCENARIOS=\"$SELECTED\" DURATION=$DURATION WARMUP=$WARMUP CONNECTIONS=$CONNECTIONS); the run took $((ELAPSED / 60)) min $((ELAPSED % 60)) s."
+    say "Made by \`bench/run.sh\` (SCENARIOS=\"$SELECTED\" DURATION=$DURATION WARMUP=$WARMUP CONNECTIONS=$CONNECTIONS WORKERS=${WORKERS:-default}); the run took $((ELAPSED / 60)) min $((ELAPSED % 60)) s."
     say ""
     say "- date: $DATE"
     say "- commit: $COMMIT"

@@ -36,6 +36,8 @@ const QUEUE_WAIT: Duration = Duration::from_secs(2);
 /// The most bytes gathered from several requests into one write (one request's lines are
 /// written whole, whatever their size).
 const MAX_GATHER: usize = 8 << 20;
+/// A write this big runs with the runtime's other work moved off its thread (see `write_jobs`).
+const OFF_WORKER_BYTES: usize = 256 << 10;
 
 /// The output could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -458,8 +460,11 @@ impl Inner {
             }
             &buf
         };
-        let result = if self.fsync {
-            // fdatasync takes milliseconds: let the runtime move other work off this thread.
+        // What may block for long runs with the runtime told to move other work off this
+        // thread: fdatasync (milliseconds), a big write (the kernel may hold it back while it
+        // writes dirty pages out), and any write to a pipe or terminal (its reader may be slow).
+        // A small write to a file takes microseconds, less than the hand-off would.
+        let result = if self.fsync || data.len() >= OFF_WORKER_BYTES || !sink.seekable {
             off_worker(|| sink.write_batch(data, &self.stats))
         } else {
             sink.write_batch(data, &self.stats)
