@@ -32,6 +32,8 @@ pub struct AgingMap<K, V, S = RandomState> {
     max_age: u32,
     /// Times are kept as 32-bit milliseconds after this (wrapping), a quarter of an `Instant`.
     base: Instant,
+    /// The table has been given its final size.
+    presized: bool,
 }
 
 /// A value with its insertion: 8 bytes beside the value, so a table of a hundred thousand
@@ -65,6 +67,7 @@ impl<K: Hash + Eq + Clone, V, S: BuildHasher> AgingMap<K, V, S> {
             cap,
             max_age: max_age.min(MAX_AGE).as_millis() as u32,
             base: Instant::now(),
+            presized: false,
         }
     }
 
@@ -94,14 +97,16 @@ impl<K: Hash + Eq + Clone, V, S: BuildHasher> AgingMap<K, V, S> {
         let gen = self.next_gen;
         self.next_gen = self.next_gen.wrapping_add(1);
         let at = self.millis(now);
-        // A quarter full, the table gets room for twice the cap at once: a full table that
-        // keeps evicting fills with tombstones, which hashbrown clears in place only while it
-        // is at most half full; fuller, it doubles, briefly holding both sizes. Sized so, it
-        // never grows again. Not earlier: entries land all over a table, so a big table
-        // holding a few thousand keys would keep most of its pages resident.
-        let room = 2 * self.cap.min(PRESIZE_MAX);
-        if self.map.len() >= self.cap / 4 && self.map.capacity() < room {
-            self.map.reserve(room - self.map.len());
+        // A quarter full, the table gets room for twice the cap, once: a full table that keeps
+        // evicting fills with tombstones, which hashbrown clears in place only while it is at
+        // most half full; fuller, it doubles, briefly holding both sizes. Sized so, it never
+        // grows again. Once only: tombstones lower `capacity()`, and reserving again then would
+        // double the table after all. Not earlier: entries land all over a table, so a big
+        // table holding a few thousand keys would keep most of its pages resident.
+        if !self.presized && self.map.len() >= self.cap / 4 {
+            let room = 2 * self.cap.min(PRESIZE_MAX);
+            self.map.reserve(room.saturating_sub(self.map.len()));
+            self.presized = true;
         }
         self.map.insert(key.clone(), Entry { value, at, gen });
         self.order.push_back((key, gen));
@@ -193,6 +198,39 @@ impl Hasher for PrehashedHasher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A full table that keeps evicting, as the correlation table does under a steady stream of
+    /// requests that get no response: once given its final size it never grows again, however
+    /// many tombstones its evictions leave (it doubled after 1.29 million inserts before).
+    #[test]
+    fn a_full_table_that_keeps_evicting_keeps_its_size() {
+        let cap = 100_000;
+        let mut m: AgingMap<u64, (), Prehashed> =
+            AgingMap::with_hasher(cap, Duration::from_secs(300), Prehashed::default());
+        let now = Instant::now();
+        let mut x: u64 = 0x1234_5678_9abc_def1;
+        let mut most = 0;
+        for i in 0..20 * cap {
+            // xorshift: keys as uniform as the keyed hashes the tables hold.
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            m.insert(x, (), now, |_, _| {});
+            if i == cap {
+                most = m.map.capacity();
+                assert!(most >= 2 * cap, "presized to twice the cap: {most}");
+            }
+            if i > cap {
+                assert!(
+                    m.map.capacity() <= most,
+                    "grew after {i} inserts: {}",
+                    m.map.capacity()
+                );
+            }
+        }
+        assert_eq!(m.len(), cap);
+        assert!(m.order.capacity() <= cap + 1 + 16);
+    }
 
     #[tokio::test(start_paused = true)]
     async fn cap_and_age_evict_oldest_first() {
