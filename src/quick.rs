@@ -93,7 +93,12 @@ impl<'a> Scan<'a> {
     }
 
     /// Skips JSON whitespace; any at all means the text is not compact.
+    #[inline(always)]
     fn ws(&mut self) {
+        // Most often the next byte is a token: one comparison says so.
+        if self.b.get(self.i).is_some_and(|&c| c > b' ') {
+            return;
+        }
         while let Some(b' ' | b'\n' | b'\t' | b'\r') = self.peek() {
             self.i += 1;
             self.compact = false;
