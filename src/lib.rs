@@ -20,6 +20,7 @@
 //! - [`quick`] — the common record checked in one pass, the full check when unsure.
 //! - [`ingest`] — records checked and minified into lines; every refusal and its status.
 //! - [`minify`] — whitespace removal that changes nothing else.
+//! - [`scan`] — the bytes that matter in JSON text, found eight at a time.
 //! - [`output`] — one writer at a time: gathered writes, fsync, rollback, partial-line recovery.
 //! - [`allow`] — the address allowlist, checked before the handshake.
 //! - [`budget`] — the daemon-wide memory budget for request bodies.
@@ -76,6 +77,7 @@ pub mod ratelimit;
 pub mod reader;
 pub mod record;
 pub mod rejects;
+pub mod scan;
 pub mod server;
 pub mod settings;
 pub mod shutdown;

@@ -4,6 +4,8 @@
 //! unknown fields stay: the output is the record as the sensor sent it, on one line. The input
 //! must already be valid JSON (the batch splitter has parsed it); this pass only drops bytes.
 
+use crate::scan::{below, eq, find};
+
 /// Appends `json` without insignificant whitespace to `out`.
 ///
 /// It looks at eight bytes at a time for the only bytes that matter: outside strings a quote or
@@ -53,43 +55,6 @@ pub fn minify_into(json: &[u8], out: &mut Vec<u8>) {
         }
     }
     out.extend_from_slice(&json[start.min(n)..]);
-}
-
-const ONES: u64 = 0x0101_0101_0101_0101;
-const HIGHS: u64 = 0x8080_8080_8080_8080;
-
-/// High bit set in each byte of `x` equal to `b`; exact up to the first such byte.
-pub(crate) fn eq(x: u64, b: u8) -> u64 {
-    let y = x ^ (ONES * u64::from(b));
-    y.wrapping_sub(ONES) & !y & HIGHS
-}
-
-/// High bit set in each byte of `x` below `b` (`b` at most 128); exact up to the first one.
-pub(crate) fn below(x: u64, b: u8) -> u64 {
-    x.wrapping_sub(ONES * u64::from(b)) & !x & HIGHS
-}
-
-/// The index of the first byte at or after `i` that `wanted` says matters (`in_word` says the
-/// same for eight bytes at once, little-endian), or `json.len()`.
-pub(crate) fn find(
-    json: &[u8],
-    mut i: usize,
-    in_word: impl Fn(u64) -> u64,
-    wanted: impl Fn(u8) -> bool,
-) -> usize {
-    while let Some(chunk) = json.get(i..i + 8) {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        let m = in_word(u64::from_le_bytes(word));
-        if m != 0 {
-            return i + (m.trailing_zeros() / 8) as usize;
-        }
-        i += 8;
-    }
-    while i < json.len() && !wanted(json[i]) {
-        i += 1;
-    }
-    i
 }
 
 /// `json` without insignificant whitespace.

@@ -14,8 +14,8 @@
 //!
 //! [`record::check`]: crate::record::check
 
-use crate::minify::{below, eq, find};
 use crate::record::Kind;
+use crate::scan::{below, eq, find};
 
 /// Nesting beyond this many objects and arrays is left to the full check (serde_json stops at
 /// 128).
@@ -231,51 +231,43 @@ impl<'a> Scan<'a> {
         self.b[self.i..].starts_with(word).then(|| self.i += word.len())
     }
 
+    /// The members of an object or the elements of an array, after its opening bracket, up to
+    /// and including `close`; `item` reads each one.
+    fn items(&mut self, close: u8, mut item: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
+        if self.eat(close) {
+            return Some(());
+        }
+        loop {
+            item(self)?;
+            if !self.more(close)? {
+                return Some(());
+            }
+        }
+    }
+
     /// Any JSON value, checked and skipped; `depth` counts the objects and arrays around it.
     fn value(&mut self, depth: u32) -> Option<()> {
         self.ws();
         match self.peek()? {
-            b'"' => {
-                self.string()?;
-            }
+            b'"' => self.string().map(drop),
+            b'{' | b'[' if depth >= MAX_DEPTH => None,
             b'{' => {
-                if depth >= MAX_DEPTH {
-                    return None;
-                }
                 self.i += 1;
-                if !self.eat(b'}') {
-                    loop {
-                        self.string()?;
-                        self.expect(b':')?;
-                        self.value(depth + 1)?;
-                        if !self.more(b'}')? {
-                            break;
-                        }
-                    }
-                }
+                self.items(b'}', |s| {
+                    s.string()?;
+                    s.expect(b':')?;
+                    s.value(depth + 1)
+                })
             }
             b'[' => {
-                if depth >= MAX_DEPTH {
-                    return None;
-                }
                 self.i += 1;
-                if !self.eat(b']') {
-                    loop {
-                        self.value(depth + 1)?;
-                        if !self.more(b']')? {
-                            break;
-                        }
-                    }
-                }
+                self.items(b']', |s| s.value(depth + 1))
             }
-            b't' => self.literal(b"true")?,
-            b'f' => self.literal(b"false")?,
-            b'n' => self.literal(b"null")?,
-            _ => {
-                self.number()?;
-            }
+            b't' => self.literal(b"true"),
+            b'f' => self.literal(b"false"),
+            b'n' => self.literal(b"null"),
+            _ => self.number().map(drop),
         }
-        Some(())
     }
 
     /// `null` (consumed) or not (nothing consumed).
@@ -284,43 +276,22 @@ impl<'a> Scan<'a> {
         self.peek() == Some(b'n') && self.literal(b"null").is_some()
     }
 
-    /// A string; with `nullable`, `null` too.
-    fn str_field(&mut self, nullable: bool) -> Option<()> {
-        if nullable && self.null() {
-            return Some(());
-        }
-        self.string().map(drop)
-    }
-
     /// An array of strings, possibly empty (after its `[`).
     fn string_list_rest(&mut self) -> Option<()> {
-        if !self.eat(b']') {
-            loop {
-                self.string()?;
-                if !self.more(b']')? {
-                    break;
-                }
-            }
-        }
-        Some(())
+        self.items(b']', |s| s.string().map(drop))
     }
 
     /// A header map (after its `{`): name → array of strings or `null`.
     fn header_map_rest(&mut self) -> Option<()> {
-        if !self.eat(b'}') {
-            loop {
-                self.string()?;
-                self.expect(b':')?;
-                if !self.null() {
-                    self.expect(b'[')?;
-                    self.string_list_rest()?;
-                }
-                if !self.more(b'}')? {
-                    break;
-                }
+        self.items(b'}', |s| {
+            s.string()?;
+            s.expect(b':')?;
+            if !s.null() {
+                s.expect(b'[')?;
+                s.string_list_rest()?;
             }
-        }
-        Some(())
+            Some(())
+        })
     }
 
     /// `request`'s fields; `Method` and `RequestURI` required.
@@ -328,36 +299,33 @@ impl<'a> Scan<'a> {
         self.expect(b'{')?;
         let mut seen = 0u32;
         let mut others = 0u32;
-        if !self.eat(b'}') {
-            loop {
-                let name = self.name()?;
-                let bit = match name {
-                    b"Method" => METHOD,
-                    b"RequestURI" => REQUEST_URI,
-                    _ => 0,
-                };
-                if bit != 0 {
-                    if seen & bit != 0 {
-                        return None;
-                    }
-                    seen |= bit;
-                    self.str_field(false)?;
-                } else if let Some(k) = OTHER_REQUEST_FIELDS.iter().position(|f| *f == name) {
-                    if others & (1 << k) != 0 {
-                        return None;
-                    }
-                    others |= 1 << k;
-                    if !self.null() {
-                        self.request_field(name)?;
-                    }
+        self.items(b'}', |s| {
+            let name = s.name()?;
+            let bit = match name {
+                b"Method" => METHOD,
+                b"RequestURI" => REQUEST_URI,
+                _ => 0,
+            };
+            if bit != 0 {
+                if seen & bit != 0 {
+                    return None;
+                }
+                seen |= bit;
+                s.string().map(drop)
+            } else if let Some(k) = OTHER_REQUEST_FIELDS.iter().position(|f| *f == name) {
+                if others & (1 << k) != 0 {
+                    return None;
+                }
+                others |= 1 << k;
+                if s.null() {
+                    Some(())
                 } else {
-                    self.value(2)?;
+                    s.request_field(name)
                 }
-                if !self.more(b'}')? {
-                    break;
-                }
+            } else {
+                s.value(2)
             }
-        }
+        })?;
         (seen == METHOD | REQUEST_URI).then_some(())
     }
 
@@ -373,7 +341,7 @@ impl<'a> Scan<'a> {
                 if self.eat(b'[') {
                     self.string_list_rest()
                 } else {
-                    self.str_field(false)
+                    self.string().map(drop)
                 }
             }
             b"Header" => {
@@ -391,11 +359,11 @@ impl<'a> Scan<'a> {
                 if self.eat(b'{') {
                     self.header_map_rest()
                 } else {
-                    self.str_field(false)
+                    self.string().map(drop)
                 }
             }
             // Host, RemoteAddr, TLSVersion, Proto.
-            _ => self.str_field(false),
+            _ => self.string().map(drop),
         }
     }
 
@@ -422,43 +390,39 @@ impl<'a> Scan<'a> {
         self.expect(b'{')?;
         let mut seen = 0u32;
         let mut sequence = 0;
-        if !self.eat(b'}') {
-            loop {
-                let name = self.name()?;
-                let bit = match name {
-                    b"sequence" => SEQUENCE,
-                    b"request" => REQUEST,
-                    b"request_body" => REQUEST_BODY,
-                    b"response_status_code" => STATUS,
-                    b"response_headers" => RESPONSE_HEADERS,
-                    b"response_body" => RESPONSE_BODY,
-                    _ => 0,
-                };
-                if seen & bit != 0 {
-                    return None;
-                }
-                seen |= bit;
-                match bit {
-                    SEQUENCE => match self.number()? {
-                        Num::Unsigned(n) => sequence = n,
-                        _ => return None,
-                    },
-                    REQUEST => self.request()?,
-                    STATUS => self.status()?,
-                    RESPONSE_HEADERS => {
-                        if !self.null() {
-                            self.expect(b'{')?;
-                            self.header_map_rest()?;
-                        }
-                    }
-                    // The bodies, and fields the format does not name: any value.
-                    _ => self.value(1)?,
-                }
-                if !self.more(b'}')? {
-                    break;
-                }
+        self.items(b'}', |s| {
+            let name = s.name()?;
+            let bit = match name {
+                b"sequence" => SEQUENCE,
+                b"request" => REQUEST,
+                b"request_body" => REQUEST_BODY,
+                b"response_status_code" => STATUS,
+                b"response_headers" => RESPONSE_HEADERS,
+                b"response_body" => RESPONSE_BODY,
+                _ => 0,
+            };
+            if seen & bit != 0 {
+                return None;
             }
-        }
+            seen |= bit;
+            match bit {
+                SEQUENCE => match s.number()? {
+                    Num::Unsigned(n) => sequence = n,
+                    _ => return None,
+                },
+                REQUEST => s.request()?,
+                STATUS => s.status()?,
+                RESPONSE_HEADERS => {
+                    if !s.null() {
+                        s.expect(b'{')?;
+                        s.header_map_rest()?;
+                    }
+                }
+                // The bodies, and fields the format does not name: any value.
+                _ => s.value(1)?,
+            }
+            Some(())
+        })?;
         if seen & SEQUENCE == 0 {
             return None;
         }
