@@ -48,15 +48,19 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // As the daemon reads it, so the two keep the same runtime.
     let workers = match std::env::var("LOGGER_WORKER_THREADS")
         .ok()
         .filter(|v| !v.trim().is_empty())
     {
         None => settings::default_worker_threads(),
-        Some(v) => match v.trim().parse::<usize>() {
-            Ok(n) if (1..=settings::MAX_WORKER_THREADS).contains(&n) => n,
-            _ => {
-                eprintln!("error: LOGGER_WORKER_THREADS={v:?}: not a thread count (1-1024)");
+        Some(v) => match settings::parse_worker_threads(&v) {
+            Some(n) => n,
+            None => {
+                eprintln!(
+                    "error: LOGGER_WORKER_THREADS={v:?}: {}",
+                    settings::NOT_A_THREAD_COUNT
+                );
                 return ExitCode::from(2);
             }
         },

@@ -183,6 +183,15 @@ impl ServeArgs {
 /// The most worker threads `LOGGER_WORKER_THREADS` may ask for.
 pub const MAX_WORKER_THREADS: usize = 1024;
 
+/// Why a `LOGGER_WORKER_THREADS` value is refused.
+pub const NOT_A_THREAD_COUNT: &str = "not a thread count (1-1024)";
+
+/// A `LOGGER_WORKER_THREADS` value: a whole number from 1 to [`MAX_WORKER_THREADS`].
+pub fn parse_worker_threads(value: &str) -> Option<usize> {
+    let n = value.trim().parse::<usize>().ok()?;
+    (1..=MAX_WORKER_THREADS).contains(&n).then_some(n)
+}
+
 /// Half the CPUs this process may use (its affinity and cgroup quota), at least one.
 ///
 /// Measured on 2 CPUs shared with the load (bench/RESULTS.md): one worker served 102,000
@@ -478,18 +487,15 @@ impl Settings {
         };
         let worker_threads = match &args.worker_threads {
             None => default_worker_threads(),
-            Some(s) => match s.trim().parse::<usize>() {
-                Ok(n) if (1..=MAX_WORKER_THREADS).contains(&n) => n,
-                _ => {
-                    return Err(named.error(
-                        "worker_threads",
-                        "--worker-threads",
-                        "LOGGER_WORKER_THREADS",
-                        s,
-                        "not a thread count (1-1024)",
-                    ))
-                }
-            },
+            Some(s) => parse_worker_threads(s).ok_or_else(|| {
+                named.error(
+                    "worker_threads",
+                    "--worker-threads",
+                    "LOGGER_WORKER_THREADS",
+                    s,
+                    NOT_A_THREAD_COUNT,
+                )
+            })?,
         };
         let limits = Limits {
             max_body,

@@ -130,18 +130,28 @@ fn every_2xx_the_load_tool_counts_is_one_line_written_once() {
 fn the_ceiling_serves_the_load_tool_and_stops_on_sigterm() {
     let dir = TempDir::new("bench-ceiling");
     let certs = make_certs(dir.path());
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
+    let ceiling_cmd = || {
+        let mut cmd = Command::new(example("ceiling"));
+        cmd.args([
+            certs.cert.to_str().unwrap(),
+            certs.key.to_str().unwrap(),
+            &format!("127.0.0.1:{port}"),
+        ]);
+        cmd
+    };
+    // Its worker threads as the daemon reads them: a bad value is refused the same way.
+    let refused = ceiling_cmd()
+        .env("LOGGER_WORKER_THREADS", "0")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr)
+        .contains(r#"LOGGER_WORKER_THREADS="0": not a thread count (1-1024)"#));
     let mut ceiling = Reaped(
-        Command::new(example("ceiling"))
-            .args([
-                certs.cert.to_str().unwrap(),
-                certs.key.to_str().unwrap(),
-                &format!("127.0.0.1:{port}"),
-            ])
+        ceiling_cmd()
+            .env("LOGGER_WORKER_THREADS", "3")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -153,6 +163,7 @@ fn the_ceiling_serves_the_load_tool_and_stops_on_sigterm() {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
     });
     assert!(up, "the ceiling did not listen");
+    assert_eq!(runtime_threads(ceiling.id()), 3);
     let s = load(
         &certs.ca,
         &format!("https://127.0.0.1:{port}/log"),

@@ -6,15 +6,6 @@ mod common;
 
 use common::*;
 
-/// Threads of `pid` that tokio named (its workers; its blocking threads, none yet at start).
-fn runtime_threads(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/task"))
-        .unwrap()
-        .filter_map(|t| std::fs::read_to_string(t.unwrap().path().join("comm")).ok())
-        .filter(|name| name.trim() == "tokio-rt-worker")
-        .count()
-}
-
 fn says_workers(stderr: &str, n: usize) -> bool {
     let words = if n == 1 {
         "; 1 worker thread".to_string()

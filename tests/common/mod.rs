@@ -606,6 +606,15 @@ pub fn run(args: &[&str], stdin: &[u8]) -> std::process::Output {
     out
 }
 
+/// Threads of `pid` that tokio named (its workers; its blocking threads, none yet at start).
+pub fn runtime_threads(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.unwrap().path().join("comm")).ok())
+        .filter(|name| name.trim() == "tokio-rt-worker")
+        .count()
+}
+
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
