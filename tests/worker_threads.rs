@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::*;
 
 fn says_workers(stderr: &str, n: usize) -> bool {
@@ -48,4 +50,44 @@ async fn the_setting_sets_the_runtime_s_workers() {
         let written = std::fs::read_to_string(&out).unwrap();
         assert_eq!(written.lines().count(), 20, "case {i}");
     }
+}
+
+/// With one worker and stdout a pipe nobody reads yet, a write that fills the pipe blocks; the
+/// rest of the daemon keeps serving meanwhile (a new connection's handshake and `/healthz`),
+/// and once the reader drains the pipe the blocked record arrives whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_worker_keeps_serving_while_a_pipe_write_blocks() {
+    let dir = TempDir::new("workers-pipe");
+    let certs = make_certs(dir.path());
+    let mut start = Start::new(&certs).args(["--worker-threads", "1"]);
+    start.pipe_stdout = true;
+    let mut d = start.start();
+    let mut reader = d.child.stdout.take().unwrap();
+    // Larger than a pipe holds (64 KiB): its write(2) waits for the reader.
+    let big = format!(
+        r#"{{"sequence":1,"response_status_code":200,"response_body":"{}"}}"#,
+        "x".repeat(200 << 10)
+    );
+    let (addr, ca) = (d.addr, certs.ca_der.clone());
+    let blocked = tokio::spawn(async move { Client::h1(addr, &ca).await.post(big).await.status });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!blocked.is_finished(), "the pipe should be full");
+    let health = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut c = Client::h1(d.addr, &certs.ca_der).await;
+        c.request("GET", "/healthz", &[], "").await.status
+    })
+    .await
+    .expect("the daemon stopped serving while a write to its stdout blocked");
+    assert_eq!(health, 200);
+    let drained = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(&mut reader, &mut out).unwrap();
+        out
+    });
+    assert_eq!(blocked.await.unwrap(), 200);
+    let (code, stderr) = d.stop();
+    assert_eq!(code, 0, "{stderr}");
+    let out = drained.join().unwrap();
+    let line: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(line["response_body"].as_str().unwrap().len(), 200 << 10);
 }
