@@ -30,6 +30,29 @@ fn stderr_of(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// `ml_api_logger send ARGS` started in the background, its stderr kept.
+fn send_in_background(args: &[&str]) -> Reaped {
+    Reaped(
+        command()
+            .arg("send")
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// Waits for a background `send`: it must succeed, and must have had to retry.
+fn retried_to_the_end(mut send: Reaped) {
+    let code = wait_exit(&mut send, Duration::from_secs(60));
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut send.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stderr.contains(" 0 retries"), "it had to retry: {stderr}");
+}
+
 #[test]
 fn the_vendor_examples_pretty_printed() {
     let dir = TempDir::new("send-vendor");
@@ -165,32 +188,19 @@ fn connection_errors_are_retried_until_the_daemon_is_up() {
     let input = go_log(&exchanges(1, 10));
     std::fs::write(dir.join("in.json"), &input).unwrap();
     let port = free_port();
-    let mut send = Reaped(
-        command()
-            .args([
-                "send",
-                "--url",
-                &format!("https://127.0.0.1:{port}/log"),
-                "--ca",
-                certs.ca.to_str().unwrap(),
-                dir.join("in.json").to_str().unwrap(),
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
+    let send = send_in_background(&[
+        "--url",
+        &format!("https://127.0.0.1:{port}/log"),
+        "--ca",
+        certs.ca.to_str().unwrap(),
+        dir.join("in.json").to_str().unwrap(),
+    ]);
     std::thread::sleep(Duration::from_millis(1500));
     let mut start = Start::new(&certs).args(["--output", log.to_str().unwrap()]);
     let at = start.args.iter().position(|a| a == "--port").unwrap();
     start.args[at + 1] = port.to_string();
     let d = start.start();
-    let code = wait_exit(&mut send, Duration::from_secs(60));
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut send.stderr.take().unwrap(), &mut stderr).unwrap();
-    assert_eq!(code, 0, "{stderr}");
-    assert!(!stderr.contains(" 0 retries"), "it had to retry: {stderr}");
+    retried_to_the_end(send);
     let (code, _) = d.stop();
     assert_eq!(code, 0);
     let want: Vec<String> = exchanges(1, 10)
@@ -254,34 +264,21 @@ fn while_the_disk_is_full_the_daemon_answers_503_and_everything_arrives_once() {
     }
     let input = go_log(&exchanges(1, 20));
     std::fs::write(dir.join("in.json"), &input).unwrap();
-    let mut send = Reaped(
-        command()
-            .args([
-                "send",
-                "--url",
-                &url(&d),
-                "--ca",
-                certs.ca.to_str().unwrap(),
-                "--batch",
-                "4",
-                "--concurrency",
-                "2",
-                dir.join("in.json").to_str().unwrap(),
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
+    let send = send_in_background(&[
+        "--url",
+        &url(&d),
+        "--ca",
+        certs.ca.to_str().unwrap(),
+        "--batch",
+        "4",
+        "--concurrency",
+        "2",
+        dir.join("in.json").to_str().unwrap(),
+    ]);
     std::thread::sleep(Duration::from_millis(1500));
     assert!(lines(&log).is_empty(), "nothing can be written yet");
     std::fs::remove_file(&filler).unwrap();
-    let code = wait_exit(&mut send, Duration::from_secs(60));
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut send.stderr.take().unwrap(), &mut stderr).unwrap();
-    assert_eq!(code, 0, "{stderr}");
-    assert!(!stderr.contains(" 0 retries"), "it had to retry: {stderr}");
+    retried_to_the_end(send);
     let (code, daemon_stderr) = d.stop();
     assert_eq!(code, 0);
     assert!(
