@@ -2,7 +2,7 @@
 //!
 //! A hyper 1 + tokio-rustls server with the daemon's own TLS configuration (`tls::server_config`:
 //! ring, TLS 1.2 and 1.3, ALPN `h2` then `http/1.1`), its own HTTP settings
-//! (`connection::http_builder`), its socket options (`server::bind_one`, `TCP_NODELAY`) and its
+//! (`connection::http_builder`), its socket options (`listener::bind_one`, `TCP_NODELAY`) and its
 //! runtime (`daemon::runtime`, with the daemon's default worker threads, or `LOGGER_WORKER_THREADS`
 //! as the daemon reads it). It reads every request body to its end and answers `200` with
 //! `{"accepted":1}`, writing nothing. Whatever the daemon does beyond this — checking, correlating,
@@ -24,7 +24,8 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::signal::unix::{signal, SignalKind};
 
-use ml_api_logger::{connection, daemon, server, settings, tls};
+use ml_api_logger::net::{connection, listener, tls};
+use ml_api_logger::{daemon, settings};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -82,7 +83,7 @@ fn main() -> ExitCode {
 }
 
 async fn serve(addr: SocketAddr, config: Arc<rustls::ServerConfig>) -> std::io::Result<()> {
-    let listener = server::bind_one(addr)?;
+    let listener = listener::bind_one(addr)?;
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
     let http = Arc::new(connection::http_builder());
     let mut term = signal(SignalKind::terminate())?;

@@ -60,7 +60,7 @@ use http::{HeaderValue, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use ml_api_logger::client_tls::{self, Trust};
+use ml_api_logger::certs::client_tls::{self, Trust};
 use rustls::client::Resumption;
 use rustls::pki_types::ServerName;
 use rustls::ClientConfig;

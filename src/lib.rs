@@ -2,86 +2,39 @@
 //! exports, checks each record against the documented format, and appends every record as one
 //! line of JSON to stdout or a file, acknowledging only what has been written.
 //!
-//! The modules, in the order a record meets them:
+//! The subsystems, in the order a record meets them:
 //!
-//! - [`settings`] — the command line and `LOGGER_*` variables, checked into `Settings`.
-//! - [`daemon`] — start (certificate, output, listeners, the start line), serve, stop; reload,
-//!   the watchdog and other background duties.
-//! - [`activation`] — listening sockets passed by systemd (`LISTEN_FDS`).
-//! - [`server`] — binding, accept loops, the connection cap, the graceful stop.
-//! - [`connection`] — one connection: TLS handshake, HTTP/1.1 or HTTP/2, header and idle timeouts.
-//! - [`tls`] — PEM loading and its errors, the rustls configuration.
-//! - [`certgen`] — a CA and a server certificate (the embedded default, and `cert`).
-//! - [`x509`] — subject and validity of a certificate, for the operator.
-//! - [`http`] — routes and the `POST /log` flow.
-//! - [`decode`] — `gzip`/`deflate` bodies under the size limit.
-//! - [`batch`] — a body split into records (single, array, NDJSON).
-//! - [`record`] — the record format and conformance.
-//! - [`quick`] — the common record checked in one pass, the full check when unsure.
-//! - [`ingest`] — records checked and minified into lines; every refusal and its status.
-//! - [`minify`] — whitespace removal that changes nothing else.
-//! - [`scan`] — the bytes that matter in JSON text, found eight at a time.
-//! - [`output`] — one writer at a time: gathered writes, fsync, rollback, partial-line recovery.
-//! - [`allow`] — the address allowlist, checked before the handshake.
-//! - [`budget`] — the daemon-wide memory budget for request bodies.
-//! - [`ratelimit`] — per-connection failures logged at most a few times a minute.
-//! - [`correlate`], [`aging`] — requests matched with responses, duplicates, bounded tables.
+//! - [`cli`], [`settings`] — the command line; the daemon's `LOGGER_*` settings checked into
+//!   `Settings`, and the units they are written in.
+//! - [`daemon`] — start, serve, stop: the certificate, the output, the listeners, the start
+//!   line; background duties, `SIGHUP` reload, systemd's sockets and notifications, stop signals.
+//! - [`net`] — listeners and the connection cap, the allowlist, one connection's TLS handshake
+//!   and HTTP protocol under their deadlines, the TLS configuration.
+//! - [`http`] — routes and answers of the TLS listener, body reading, the admin listener.
+//! - [`ingest`] — one request body to written records: decode, split, check, write, commit;
+//!   every refusal and its status.
+//! - [`record`] — the record format and conformance, and the one-pass check of the common record.
+//! - [`json`] — JSON text as bytes: scanning, minifying, streaming the records of a log.
+//! - [`correlate`] — requests matched with responses, duplicates, bounded aging tables.
+//! - [`output`] — one writer at a time: gathered writes, fsync, rollback, torn-tail recovery.
 //! - [`rejects`] — the file of refused bodies.
-//! - [`stats`] — counters.
-//! - [`metrics`] — the counters in the Prometheus text format.
-//! - [`admin`] — the plain-HTTP listener for `/metrics` and `/healthz`.
-//! - [`notify`] — `sd_notify`: READY, RELOADING, STOPPING, STATUS, WATCHDOG.
-//! - [`shutdown`] — stop signals.
-//! - [`diagnostics`] — `tracing` to stderr, as text or JSON lines.
-//! - [`timefmt`] — RFC 3339 and civil time.
-//!
-//! The operator's commands, one module each, and what only they use:
-//!
-//! - [`cmd_cert`] — `cert`: a CA and a server certificate in one step (the work is [`certgen`]'s).
-//! - [`cmd_send`] — `send`: records POSTed over TLS, with batches, concurrency and retries.
-//! - [`client_tls`] — whom `send` trusts: a CA file, the system's roots, or (`--insecure`) anyone.
-//! - [`cmd_inspect`] — `inspect`: what a log holds; pairs; clean NDJSON.
-//! - [`reader`] — the records of a stream of any size: NDJSON, arrays, concatenated JSON.
-//! - [`progress`] — the progress line on a terminal.
-//! - [`cmd_completions`], [`cmd_man`] — shell completions and the manual page, from the clap definitions.
+//! - [`observe`] — counters, metrics, diagnostics, time formats.
+//! - [`certs`] — certificates made (the embedded default, `cert`), described, and trusted by `send`.
+//! - [`commands`] — the operator's other commands: `cert`, `send`, `inspect`, `completions`, `man`.
 
 #![forbid(unsafe_code)]
 
-pub mod activation;
-pub mod admin;
-pub mod aging;
-pub mod allow;
-pub mod batch;
-pub mod budget;
-pub mod certgen;
-pub mod client_tls;
-pub mod cmd_cert;
-pub mod cmd_completions;
-pub mod cmd_inspect;
-pub mod cmd_man;
-pub mod cmd_send;
-pub mod connection;
+pub mod certs;
+pub mod cli;
+pub mod commands;
 pub mod correlate;
 pub mod daemon;
-pub mod decode;
-pub mod diagnostics;
 pub mod http;
 pub mod ingest;
-pub mod metrics;
-pub mod minify;
-pub mod notify;
+pub mod json;
+pub mod net;
+pub mod observe;
 pub mod output;
-pub mod progress;
-pub mod quick;
-pub mod ratelimit;
-pub mod reader;
 pub mod record;
 pub mod rejects;
-pub mod scan;
-pub mod server;
 pub mod settings;
-pub mod shutdown;
-pub mod stats;
-pub mod timefmt;
-pub mod tls;
-pub mod x509;

@@ -5,23 +5,25 @@
 
 use std::process::ExitCode;
 
-use ml_api_logger::settings::{self, Command, Settings};
-use ml_api_logger::{
-    activation, cmd_cert, cmd_completions, cmd_inspect, cmd_man, cmd_send, daemon, diagnostics,
-};
+use clap::CommandFactory;
+use ml_api_logger::cli::{self, Cli, Command};
+use ml_api_logger::commands::{cert, completions, inspect, man, send};
+use ml_api_logger::daemon::{self, activation};
+use ml_api_logger::observe::diagnostics;
+use ml_api_logger::settings::Settings;
 
 fn main() -> ExitCode {
-    let (cli, matches) = settings::parse_cli();
-    let (args, sub) = match &cli.command {
-        Some(Command::Serve(args)) => (args, matches.subcommand_matches("serve").unwrap_or(&matches)),
-        None => (&cli.serve, &matches),
-        Some(Command::Cert(args)) => return cmd_cert::run(args),
-        Some(Command::Send(args)) => return cmd_send::run(args),
-        Some(Command::Inspect(args)) => return cmd_inspect::run(args),
-        Some(Command::Completions(args)) => return cmd_completions::run(args),
-        Some(Command::Man) => return cmd_man::run(),
+    let (cli, matches) = cli::parse_cli();
+    let serve = match &cli.command {
+        Some(Command::Serve(_)) => matches.subcommand_matches("serve").unwrap_or(&matches),
+        None => &matches,
+        Some(Command::Cert(args)) => return cert::run(args),
+        Some(Command::Send(args)) => return send::run(args),
+        Some(Command::Inspect(args)) => return inspect::run(args),
+        Some(Command::Completions(args)) => return completions::run(args, Cli::command()),
+        Some(Command::Man) => return man::run(Cli::command()),
     };
-    let settings = match Settings::from_matches(args, sub) {
+    let settings = match Settings::from_matches(serve) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");

@@ -7,8 +7,8 @@
 use std::net::SocketAddr;
 use std::time::SystemTime;
 
+use crate::observe::timefmt::rfc3339_millis;
 use crate::output::{Output, WriteError};
-use crate::timefmt::rfc3339_millis;
 
 /// Where refused bodies go.
 #[derive(Clone)]

@@ -15,7 +15,7 @@ fn variables_in(text: &str) -> BTreeSet<String> {
 #[test]
 fn every_setting_is_documented() {
     let root = env!("CARGO_MANIFEST_DIR");
-    let settings = std::fs::read_to_string(format!("{root}/src/settings.rs")).unwrap();
+    let settings = std::fs::read_to_string(format!("{root}/src/settings/mod.rs")).unwrap();
     let vars = variables_in(&settings);
     assert!(vars.contains("LOGGER_ADMIN_ADDR") && vars.contains("LOGGER_LOG_FORMAT"));
     let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
@@ -35,7 +35,7 @@ fn every_setting_is_documented() {
 #[test]
 fn every_metric_is_in_the_readme() {
     let root = env!("CARGO_MANIFEST_DIR");
-    let metrics = std::fs::read_to_string(format!("{root}/src/metrics.rs")).unwrap();
+    let metrics = std::fs::read_to_string(format!("{root}/src/observe/metrics.rs")).unwrap();
     let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
     // Each family is written as `out.counter(\n "name"`, `out.gauge(…`, … in the collector.
     let mut names = Vec::new();

@@ -235,13 +235,13 @@ async fn fsync_sync_latency_and_a_failed_handshake_are_counted() {
 
 /// Writes a CA and a server certificate for localhost valid `days` days to `dir`.
 fn certificate_for(dir: &std::path::Path, days: u32) {
-    let made = ml_api_logger::certgen::generate(&ml_api_logger::certgen::CertRequest {
+    let made = ml_api_logger::certs::generate::generate(&ml_api_logger::certs::generate::CertRequest {
         hosts: vec!["localhost".into()],
         ips: vec!["127.0.0.1".parse().unwrap()],
         days,
     })
     .unwrap();
-    ml_api_logger::certgen::write_files(dir, &made, true).unwrap();
+    ml_api_logger::certs::generate::write_files(dir, &made, true).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -72,10 +72,10 @@ async fn ready_reloading_stopping_and_the_watchdog() {
     assert!((6..=14).contains(&pings), "{pings} pings in about 1.1 s");
 
     // SIGHUP: RELOADING with the monotonic clock, then READY again.
-    let before = ml_api_logger::notify::monotonic_usec();
+    let before = ml_api_logger::daemon::systemd_notify::monotonic_usec();
     d.signal("HUP");
     let reloading = next_state(&rx, &mut pings, Duration::from_secs(10));
-    let after = ml_api_logger::notify::monotonic_usec();
+    let after = ml_api_logger::daemon::systemd_notify::monotonic_usec();
     let mut lines = reloading.lines();
     assert_eq!(lines.next(), Some("RELOADING=1"), "{reloading:?}");
     let usec: u64 = lines

@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ml_api_logger::decode::{decode, Coding, DecodeError};
+use ml_api_logger::ingest::decode::{decode, Coding, DecodeError};
 
 fuzz_target!(|data: &[u8]| {
     let limit = 1 << 16;

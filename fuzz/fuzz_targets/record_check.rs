@@ -4,12 +4,13 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ml_api_logger::{minify, quick, record};
+use ml_api_logger::json::minify;
+use ml_api_logger::record::{self, fast_check};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(data) {
         let full = record::check(text);
-        if let Some(q) = quick::check(text) {
+        if let Some(q) = fast_check::check(text) {
             let r = full.expect("the quick check accepted what the full one refuses");
             assert_eq!((r.kind(), r.sequence()), (q.kind, q.sequence));
             if q.compact {

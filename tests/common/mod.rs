@@ -63,14 +63,14 @@ pub struct Certs {
 }
 
 pub fn make_certs(dir: &Path) -> Certs {
-    let req = ml_api_logger::certgen::CertRequest {
+    let req = ml_api_logger::certs::generate::CertRequest {
         hosts: vec!["localhost".into()],
         ips: vec!["127.0.0.1".parse().unwrap(), "::1".parse().unwrap()],
         // Well past the 30-day expiry warning, so a test's stderr holds no warning about it.
         days: 90,
     };
-    let g = ml_api_logger::certgen::generate(&req).unwrap();
-    ml_api_logger::certgen::write_files(dir, &g, true).unwrap();
+    let g = ml_api_logger::certs::generate::generate(&req).unwrap();
+    ml_api_logger::certs::generate::write_files(dir, &g, true).unwrap();
     let ca = dir.join("serverca.crt");
     use rustls::pki_types::pem::PemObject;
     let ca_der = CertificateDer::from_pem_file(&ca).unwrap();
@@ -626,7 +626,7 @@ pub fn free_port() -> u16 {
 
 /// A record as the daemon writes it: its text without insignificant whitespace.
 pub fn minified(json: &str) -> String {
-    String::from_utf8(ml_api_logger::minify::minify(json.as_bytes())).unwrap()
+    String::from_utf8(ml_api_logger::json::minify::minify(json.as_bytes())).unwrap()
 }
 
 /// Records the way the vendor's Go program logged them: each pretty-printed, then a newline.

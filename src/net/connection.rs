@@ -1,0 +1,385 @@
+//! One connection: the TLS handshake under its timeout, then HTTP/1.1 or HTTP/2 through
+//! hyper-util, with the header deadline and the idle timeout enforced by a watchdog.
+//!
+//! hyper's own HTTP/1 header timer also runs while a keep-alive connection waits for its next
+//! request, so it cannot tell "slow head" from "idle". This module tracks the phase itself: the
+//! IO wrapper notices the first byte of a new request head, the service notices when a request
+//! starts and ends, and the watchdog closes a connection whose head is late (header timeout) or
+//! that has had no request for too long (idle timeout). The phase is a few atomics that requests
+//! set without waking anyone; the watchdog looks at it on its own timer. Failures stay inside
+//! the connection.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
+
+use crate::http::handle;
+use crate::ingest::Ingest;
+use crate::net::log_limit::{suppressed_note, LogLimiter};
+use crate::observe::stats::Stats;
+use crate::settings::Limits;
+
+/// What every connection shares.
+pub struct Shared {
+    /// Request handling.
+    pub ingest: Arc<Ingest>,
+    /// TLS.
+    pub acceptor: TlsAcceptor,
+    /// HTTP/1 and HTTP/2 settings.
+    pub http: auto::Builder<TokioExecutor>,
+    /// Timeouts.
+    pub limits: Limits,
+    /// Counters.
+    pub stats: Arc<Stats>,
+    /// Turns true when the daemon stops: finish the request in progress, then close.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// Per-connection failures are logged at most this often (scanners, slowloris).
+static TLS_FAILURE_LOG: LogLimiter = LogLimiter::new(10, std::time::Duration::from_secs(60));
+static HEADER_TIMEOUT_LOG: LogLimiter = LogLimiter::new(10, std::time::Duration::from_secs(60));
+
+/// The HTTP settings for every connection: limits on heads, streams and buffers.
+pub fn http_builder() -> auto::Builder<TokioExecutor> {
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        // The watchdog below enforces the header deadline; hyper's timer would also cut idle
+        // keep-alive connections at the header timeout.
+        .header_read_timeout(None)
+        .max_buf_size(64 << 10)
+        .keep_alive(true);
+    b.http2()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .max_concurrent_streams(100)
+        .max_header_list_size(64 << 10)
+        .max_pending_accept_reset_streams(50)
+        .max_local_error_reset_streams(256);
+    b
+}
+
+/// Serves one accepted TCP connection to its end.
+pub async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
+    let _ = tcp.set_nodelay(true);
+    let limits = &shared.limits;
+    let tls = match tokio::time::timeout(limits.handshake_timeout, shared.acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            Stats::add(&shared.stats.tls_failures, 1);
+            if let Some(n) = TLS_FAILURE_LOG.check() {
+                tracing::info!(%peer, "TLS handshake failed: {e}{}", suppressed_note(n));
+            }
+            return;
+        }
+        Err(_) => {
+            Stats::add(&shared.stats.tls_failures, 1);
+            if let Some(n) = TLS_FAILURE_LOG.check() {
+                tracing::info!(
+                    %peer,
+                    "TLS handshake not finished within {:?}{}",
+                    limits.handshake_timeout,
+                    suppressed_note(n)
+                );
+            }
+            return;
+        }
+    };
+    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+    // With --client-ca, the handshake has verified this certificate; its subject is who sent.
+    let client: Option<Arc<str>> = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .and_then(|cert| crate::certs::x509::summarize(cert))
+        .map(|s| Arc::from(s.subject));
+    if let Some(client) = &client {
+        tracing::debug!(%peer, "client certificate {client}");
+    }
+    let state = Arc::new(Phase::new());
+    let io = TokioIo::new(Tracked {
+        inner: tls,
+        state: state.clone(),
+        // An HTTP/2 connection reads control frames at any time; only HTTP/1 has a "head".
+        track_heads: !h2,
+    });
+    let service = {
+        let state = state.clone();
+        let ingest = shared.ingest.clone();
+        service_fn(move |req| {
+            let guard = state.begin_request();
+            let ingest = ingest.clone();
+            let client = client.clone();
+            // Boxed: hyper keeps a slot the size of this future for the whole life of the
+            // connection, idle or not; boxed, the slot is a pointer and the few KiB of state
+            // exist only while a request is handled.
+            Box::pin(async move {
+                let answer = handle(ingest, peer, client, req).await;
+                drop(guard);
+                answer
+            })
+        })
+    };
+    let conn = shared.http.serve_connection(io, service);
+    tokio::pin!(conn);
+    let mut shutdown = shared.shutdown.clone();
+    let mut closing = *shutdown.borrow();
+    if closing {
+        conn.as_mut().graceful_shutdown();
+    }
+    // One timer for the life of the connection, reset only when it fires: requests do not touch
+    // it (see `Phase::next_wake`).
+    let wake = tokio::time::sleep_until(state.next_wake(limits));
+    tokio::pin!(wake);
+    loop {
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(%peer, "connection ended: {e}");
+                }
+                return;
+            }
+            _ = shutdown.changed(), if !closing => {
+                closing = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            _ = wake.as_mut() => {
+                match state.expired(limits) {
+                    Some(PhaseKind::Head) => {
+                        Stats::add(&shared.stats.timeouts, 1);
+                        if let Some(n) = HEADER_TIMEOUT_LOG.check() {
+                            tracing::info!(
+                                %peer,
+                                "closed: request head not received within {:?}{}",
+                                limits.header_timeout,
+                                suppressed_note(n)
+                            );
+                        }
+                        return;
+                    }
+                    Some(PhaseKind::Idle) if !closing => {
+                        Stats::add(&shared.stats.timeouts, 1);
+                        tracing::debug!(%peer, "closed: idle for {:?}", limits.idle_timeout);
+                        closing = true;
+                        conn.as_mut().graceful_shutdown();
+                        // One more period to close cleanly.
+                        wake.as_mut().reset(Instant::now() + state.period(limits));
+                        continue;
+                    }
+                    Some(PhaseKind::Idle) => {
+                        // Already closing and still idle a period later: give up on it.
+                        return;
+                    }
+                    _ => {}
+                }
+                wake.as_mut().reset(state.next_wake(limits));
+            }
+        }
+    }
+}
+
+/// Where a connection is between requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PhaseKind {
+    /// No request in progress.
+    Idle = 0,
+    /// The first bytes of an HTTP/1 request head have arrived; the rest has not.
+    Head = 1,
+    /// At least one request is being handled.
+    Busy = 2,
+}
+
+/// Shared between the IO wrapper, the service and the watchdog.
+struct Phase {
+    born: Instant,
+    kind: AtomicU8,
+    /// Milliseconds after `born` when the current phase began.
+    since_ms: AtomicU64,
+    in_flight: AtomicU32,
+}
+
+impl Phase {
+    fn new() -> Phase {
+        Phase {
+            born: Instant::now(),
+            kind: AtomicU8::new(PhaseKind::Idle as u8),
+            since_ms: AtomicU64::new(0),
+            in_flight: AtomicU32::new(0),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.born.elapsed().as_millis() as u64
+    }
+
+    fn kind(&self) -> PhaseKind {
+        match self.kind.load(Ordering::Acquire) {
+            0 => PhaseKind::Idle,
+            1 => PhaseKind::Head,
+            _ => PhaseKind::Busy,
+        }
+    }
+
+    fn on_bytes(&self) {
+        if self.kind.load(Ordering::Relaxed) == PhaseKind::Idle as u8 {
+            self.since_ms.store(self.now_ms(), Ordering::Relaxed);
+            let _ = self.kind.compare_exchange(
+                PhaseKind::Idle as u8,
+                PhaseKind::Head as u8,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            );
+        }
+    }
+
+    fn begin_request(self: &Arc<Self>) -> RequestGuard {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.kind.store(PhaseKind::Busy as u8, Ordering::Release);
+        RequestGuard(self.clone())
+    }
+
+    fn deadline_of(&self, kind: PhaseKind, limits: &Limits) -> Option<Instant> {
+        let since = self.born + std::time::Duration::from_millis(self.since_ms.load(Ordering::Relaxed));
+        match kind {
+            PhaseKind::Idle => Some(since + limits.idle_timeout),
+            PhaseKind::Head => Some(since + limits.header_timeout),
+            PhaseKind::Busy => None,
+        }
+    }
+
+    /// The watchdog's longest sleep: the shorter timeout.
+    fn period(&self, limits: &Limits) -> std::time::Duration {
+        limits.header_timeout.min(limits.idle_timeout)
+    }
+
+    /// When the watchdog should look next: the current phase's deadline, but never more than
+    /// one period away. Phases change without waking it — that would cost every request a
+    /// wake-up and a timer reset — and the only change that brings a deadline closer (a head
+    /// starting during a long idle wait) starts a deadline at least one period long, which the
+    /// next look still sees in time.
+    fn next_wake(&self, limits: &Limits) -> Instant {
+        let latest = Instant::now() + self.period(limits);
+        self.deadline_of(self.kind(), limits)
+            .map_or(latest, |deadline| deadline.min(latest))
+    }
+
+    fn expired(&self, limits: &Limits) -> Option<PhaseKind> {
+        let kind = self.kind();
+        let deadline = self.deadline_of(kind, limits)?;
+        (Instant::now() >= deadline).then_some(kind)
+    }
+}
+
+/// Ends a request's busy phase when the handler finishes or is dropped.
+struct RequestGuard(Arc<Phase>);
+
+impl Drop for RequestGuard {
+    fn drop(&mut self) {
+        if self.0.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.since_ms.store(self.0.now_ms(), Ordering::Relaxed);
+            self.0.kind.store(PhaseKind::Idle as u8, Ordering::Release);
+        }
+    }
+}
+
+/// The TLS stream, noticing the first bytes of each request head.
+struct Tracked<S> {
+    inner: S,
+    state: Arc<Phase>,
+    track_heads: bool,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if self.track_heads && buf.filled().len() > before {
+            self.state.on_bytes();
+        }
+        result
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn limits() -> Limits {
+        Limits {
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            ..Limits::default()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn phases_and_their_deadlines() {
+        let l = limits();
+        let p = Arc::new(Phase::new());
+        assert_eq!(p.kind(), PhaseKind::Idle);
+        tokio::time::advance(Duration::from_secs(59)).await;
+        assert_eq!(p.expired(&l), None);
+        // A head starts: the header deadline runs from its first byte, not from idle.
+        p.on_bytes();
+        assert_eq!(p.kind(), PhaseKind::Head);
+        tokio::time::advance(Duration::from_secs(9)).await;
+        p.on_bytes();
+        assert_eq!(p.expired(&l), None);
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert_eq!(p.expired(&l), Some(PhaseKind::Head));
+        // A request in progress is never cut by these timers.
+        let g = p.begin_request();
+        tokio::time::advance(Duration::from_secs(600)).await;
+        assert_eq!(p.expired(&l), None);
+        drop(g);
+        assert_eq!(p.kind(), PhaseKind::Idle);
+        tokio::time::advance(Duration::from_secs(60)).await;
+        assert_eq!(p.expired(&l), Some(PhaseKind::Idle));
+    }
+}

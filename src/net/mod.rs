@@ -1,0 +1,11 @@
+//! The network edge: listening sockets, the accept loops and the connection cap, the allowlist
+//! checked before any byte is read, one connection's TLS handshake and HTTP protocol with their
+//! deadlines, and the TLS configuration itself.
+//!
+//! Nothing here knows what a record is: a connection hands each request to [`crate::http`].
+
+pub mod allow;
+pub mod connection;
+pub mod listener;
+pub mod log_limit;
+pub mod tls;

@@ -1,0 +1,8 @@
+//! What the daemon tells its operator: counters and histograms ([`stats`]), the same in the
+//! Prometheus text format ([`metrics`]), diagnostics to stderr ([`diagnostics`]), and the time
+//! formats they print ([`timefmt`]).
+
+pub mod diagnostics;
+pub mod metrics;
+pub mod stats;
+pub mod timefmt;
