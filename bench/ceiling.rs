@@ -2,7 +2,7 @@
 //!
 //! A hyper 1 + tokio-rustls server with the daemon's own TLS configuration (`tls::server_config`:
 //! ring, TLS 1.2 and 1.3, ALPN `h2` then `http/1.1`), its own HTTP settings
-//! (`connection::http_builder`), its socket options (`listener::bind_one`, `TCP_NODELAY`) and its
+//! (`connection::Protocols`, chosen by ALPN), its socket options (`listener::bind_one`, `TCP_NODELAY`) and its
 //! runtime (`daemon::runtime`, with the daemon's default worker threads, or `LOGGER_WORKER_THREADS`
 //! as the daemon reads it). It reads every request body to its end and answers `200` with
 //! `{"accepted":1}`, writing nothing. Whatever the daemon does beyond this — checking, correlating,
@@ -24,7 +24,8 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::signal::unix::{signal, SignalKind};
 
-use ml_api_logger::net::{connection, listener, tls};
+use ml_api_logger::net::connection::{self, Protocol};
+use ml_api_logger::net::{listener, tls};
 use ml_api_logger::{daemon, settings};
 
 fn main() -> ExitCode {
@@ -85,7 +86,7 @@ fn main() -> ExitCode {
 async fn serve(addr: SocketAddr, config: Arc<rustls::ServerConfig>) -> std::io::Result<()> {
     let listener = listener::bind_one(addr)?;
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
-    let http = Arc::new(connection::http_builder());
+    let protocols = Arc::new(connection::Protocols::new());
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     eprintln!("ceiling: listening on {}", listener.local_addr()?);
@@ -99,13 +100,18 @@ async fn serve(addr: SocketAddr, config: Arc<rustls::ServerConfig>) -> std::io::
             _ = int.recv() => return Ok(()),
         };
         let acceptor = acceptor.clone();
-        let http = http.clone();
+        let protocols = protocols.clone();
         tokio::spawn(async move {
             let _ = tcp.set_nodelay(true);
             let Ok(tls) = acceptor.accept(tcp).await else {
                 return;
             };
-            let _ = http.serve_connection(TokioIo::new(tls), service_fn(answer)).await;
+            let io = TokioIo::new(tls);
+            // The protocol ALPN chose, as the daemon does.
+            let _ = match Protocol::from_alpn(io.inner().get_ref().1.alpn_protocol()) {
+                Protocol::Http1 => protocols.http1.serve_connection(io, service_fn(answer)).await,
+                Protocol::Http2 => protocols.http2.serve_connection(io, service_fn(answer)).await,
+            };
         });
     }
 }

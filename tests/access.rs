@@ -89,7 +89,7 @@ async fn post_with_identity(
     let mut roots = rustls::RootCertStore::empty();
     roots.add(server_ca.clone()).unwrap();
     let builder =
-        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
             .with_safe_default_protocol_versions()
             .unwrap()
             .with_root_certificates(roots);

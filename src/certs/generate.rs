@@ -88,17 +88,18 @@ pub enum KeyType {
 impl KeyType {
     /// A new key pair of this type.
     pub fn generate(self) -> Result<KeyPair, CertGenError> {
-        let bits = match self {
+        use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der};
+        use aws_lc_rs::rsa::KeySize;
+        let size = match self {
             KeyType::EcdsaP256 => return Ok(KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?),
-            KeyType::Rsa2048 => 2048,
-            KeyType::Rsa4096 => 4096,
+            KeyType::Rsa2048 => KeySize::Rsa2048,
+            KeyType::Rsa4096 => KeySize::Rsa4096,
         };
-        use rsa::pkcs8::EncodePrivateKey;
-        let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, bits)
-            .map_err(|e| CertGenError::Rsa(e.to_string()))?;
-        let der = key.to_pkcs8_der().map_err(|e| CertGenError::Rsa(e.to_string()))?;
+        // The one crypto library makes the key; rcgen signs with it.
+        let key = aws_lc_rs::rsa::KeyPair::generate(size).map_err(|e| CertGenError::Rsa(e.to_string()))?;
+        let der: Pkcs8V1Der<'static> = key.as_der().map_err(|e| CertGenError::Rsa(e.to_string()))?;
         Ok(KeyPair::from_pkcs8_der_and_sign_algo(
-            &PrivatePkcs8KeyDer::from(der.as_bytes()),
+            &PrivatePkcs8KeyDer::from(der.as_ref()),
             &rcgen::PKCS_RSA_SHA256,
         )?)
     }

@@ -126,7 +126,7 @@ pub fn status_line(stats: &Stats, output: &Output) -> String {
 
 /// The certificate's expiry as the `/metrics` gauge reads it.
 pub fn set_expiry_metric(stats: &Stats, cert: &LoadedCert) {
-    let not_after = cert.summary.as_ref().map_or(0, |s| s.not_after);
+    let not_after = cert.summary.not_after;
     stats.cert_not_after.store(not_after, Ordering::Relaxed);
 }
 
@@ -156,7 +156,7 @@ pub fn expiry(not_after: i64, now: i64) -> Expiry {
 /// Warns when the certificate expires within 30 days; an error when it has expired. Called at
 /// start, at each reload and once a day.
 pub fn report_expiry(cert: &LoadedCert) {
-    let Some(summary) = &cert.summary else { return };
+    let summary = &cert.summary;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or(Duration::ZERO)

@@ -257,10 +257,11 @@ fn start_line(
     if let Some(admin) = admin {
         listening.push(format!("admin {}", admin::describe(admin)));
     }
-    let certificate = match &cert.summary {
-        Some(s) => format!("{} (expires {})", s.subject, rfc3339_secs(s.not_after)),
-        None => format!("{} (subject unreadable)", cert.cert_path.display()),
-    };
+    let certificate = format!(
+        "{} (expires {})",
+        cert.summary.subject,
+        rfc3339_secs(cert.summary.not_after)
+    );
     let clients = match &settings.client_ca {
         Some(ca) => format!("client certificates from {}", ca.display()),
         None => "no client certificates".to_string(),

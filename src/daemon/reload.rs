@@ -95,11 +95,7 @@ async fn reload(
         Ok(cert) => {
             report_expiry(&cert);
             set_expiry_metric(stats, &cert);
-            let subject = cert
-                .summary
-                .as_ref()
-                .map(|s| s.subject.clone())
-                .unwrap_or_default();
+            let subject = cert.summary.subject.clone();
             store.replace(cert);
             tracing::info!("certificate reloaded: {subject}");
         }

@@ -1,23 +1,30 @@
-//! One connection: the TLS handshake under its timeout, then HTTP/1.1 or HTTP/2 through
-//! hyper-util, with the header deadline and the idle timeout enforced by a watchdog.
+//! One connection: the TLS handshake under its timeout, then the protocol ALPN chose — HTTP/2
+//! for `h2`, HTTP/1.1 for `http/1.1` or no ALPN, never a guess from the bytes — with the header
+//! deadline and the idle timeout enforced by a watchdog.
+//!
+//! ALPN decides because the limits are per protocol: a client that negotiated `h2` and then
+//! sends an HTTP/1 head is refused by the HTTP/2 server at its first wrong byte, and an HTTP/2
+//! preface after `http/1.1` is not served as HTTP/2.
 //!
 //! hyper's own HTTP/1 header timer also runs while a keep-alive connection waits for its next
 //! request, so it cannot tell "slow head" from "idle". This module tracks the phase itself: the
 //! IO wrapper notices the first byte of a new request head, the service notices when a request
 //! starts and ends, and the watchdog closes a connection whose head is late (header timeout) or
-//! that has had no request for too long (idle timeout). The phase is a few atomics that requests
-//! set without waking anyone; the watchdog looks at it on its own timer. Failures stay inside
-//! the connection.
+//! that has had no request for too long (idle timeout). An HTTP/2 connection has no heads, but
+//! its preface and first request must arrive within the header deadline from the handshake.
+//! The phase is a few atomics that requests set without waking anyone; the watchdog looks at
+//! it on its own timer. Failures stay inside the connection.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -36,8 +43,8 @@ pub struct Shared {
     pub ingest: Arc<Ingest>,
     /// TLS.
     pub acceptor: TlsAcceptor,
-    /// HTTP/1 and HTTP/2 settings.
-    pub http: auto::Builder<TokioExecutor>,
+    /// HTTP/1.1 and HTTP/2 settings.
+    pub protocols: Protocols,
     /// Timeouts.
     pub limits: Limits,
     /// Counters.
@@ -50,23 +57,60 @@ pub struct Shared {
 static TLS_FAILURE_LOG: LogLimiter = LogLimiter::new(10, std::time::Duration::from_secs(60));
 static HEADER_TIMEOUT_LOG: LogLimiter = LogLimiter::new(10, std::time::Duration::from_secs(60));
 
+/// The protocol a connection speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// ALPN `http/1.1`, or no ALPN.
+    Http1,
+    /// ALPN `h2`.
+    Http2,
+}
+
+impl Protocol {
+    /// What ALPN chose (`None`: the client offered no ALPN).
+    pub fn from_alpn(alpn: Option<&[u8]>) -> Protocol {
+        match alpn {
+            Some(b"h2") => Protocol::Http2,
+            _ => Protocol::Http1,
+        }
+    }
+}
+
 /// The HTTP settings for every connection: limits on heads, streams and buffers.
-pub fn http_builder() -> auto::Builder<TokioExecutor> {
-    let mut b = auto::Builder::new(TokioExecutor::new());
-    b.http1()
-        .timer(hyper_util::rt::TokioTimer::new())
-        // The watchdog below enforces the header deadline; hyper's timer would also cut idle
-        // keep-alive connections at the header timeout.
-        .header_read_timeout(None)
-        .max_buf_size(64 << 10)
-        .keep_alive(true);
-    b.http2()
-        .timer(hyper_util::rt::TokioTimer::new())
-        .max_concurrent_streams(100)
-        .max_header_list_size(64 << 10)
-        .max_pending_accept_reset_streams(50)
-        .max_local_error_reset_streams(256);
-    b
+#[derive(Clone)]
+pub struct Protocols {
+    /// HTTP/1.1.
+    pub http1: http1::Builder,
+    /// HTTP/2.
+    pub http2: http2::Builder<TokioExecutor>,
+}
+
+impl Protocols {
+    /// The daemon's settings (and the benchmark's ceiling server's).
+    pub fn new() -> Protocols {
+        let mut http1 = http1::Builder::new();
+        http1
+            .timer(TokioTimer::new())
+            // The watchdog below enforces the header deadline; hyper's timer would also cut idle
+            // keep-alive connections at the header timeout.
+            .header_read_timeout(None)
+            .max_buf_size(64 << 10)
+            .keep_alive(true);
+        let mut http2 = http2::Builder::new(TokioExecutor::new());
+        http2
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(100)
+            .max_header_list_size(64 << 10)
+            .max_pending_accept_reset_streams(50)
+            .max_local_error_reset_streams(256);
+        Protocols { http1, http2 }
+    }
+}
+
+impl Default for Protocols {
+    fn default() -> Self {
+        Protocols::new()
+    }
 }
 
 /// Serves one accepted TCP connection to its end.
@@ -95,7 +139,7 @@ pub async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
             return;
         }
     };
-    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+    let protocol = Protocol::from_alpn(tls.get_ref().1.alpn_protocol());
     // With --client-ca, the handshake has verified this certificate; its subject is who sent.
     let client: Option<Arc<str>> = tls
         .get_ref()
@@ -107,12 +151,13 @@ pub async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
     if let Some(client) = &client {
         tracing::debug!(%peer, "client certificate {client}");
     }
-    let state = Arc::new(Phase::new());
+    // HTTP/2: the preface and the first request are the connection's "head".
+    let state = Arc::new(Phase::new(protocol == Protocol::Http2));
     let io = TokioIo::new(Tracked {
         inner: tls,
         state: state.clone(),
         // An HTTP/2 connection reads control frames at any time; only HTTP/1 has a "head".
-        track_heads: !h2,
+        track_heads: protocol == Protocol::Http1,
     });
     let service = {
         let state = state.clone();
@@ -131,12 +176,36 @@ pub async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
             })
         })
     };
-    let conn = shared.http.serve_connection(io, service);
-    tokio::pin!(conn);
+    match protocol {
+        Protocol::Http1 => {
+            let conn = shared.protocols.http1.serve_connection(io, service);
+            tokio::pin!(conn);
+            watch(conn, |c| c.graceful_shutdown(), &shared, &state, peer).await;
+        }
+        Protocol::Http2 => {
+            let conn = shared.protocols.http2.serve_connection(io, service);
+            tokio::pin!(conn);
+            watch(conn, |c| c.graceful_shutdown(), &shared, &state, peer).await;
+        }
+    }
+}
+
+/// Drives `conn` to its end, closing it gracefully when the daemon stops or the connection has
+/// been idle too long, and at once when a head (or an HTTP/2 preface) is late.
+async fn watch<C>(
+    mut conn: Pin<&mut C>,
+    mut graceful: impl FnMut(Pin<&mut C>),
+    shared: &Shared,
+    state: &Phase,
+    peer: SocketAddr,
+) where
+    C: Future<Output = hyper::Result<()>>,
+{
+    let limits = &shared.limits;
     let mut shutdown = shared.shutdown.clone();
     let mut closing = *shutdown.borrow();
     if closing {
-        conn.as_mut().graceful_shutdown();
+        graceful(conn.as_mut());
     }
     // One timer for the life of the connection, reset only when it fires: requests do not touch
     // it (see `Phase::next_wake`).
@@ -152,7 +221,7 @@ pub async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
             }
             _ = shutdown.changed(), if !closing => {
                 closing = true;
-                conn.as_mut().graceful_shutdown();
+                graceful(conn.as_mut());
             }
             _ = wake.as_mut() => {
                 match state.expired(limits) {
@@ -172,7 +241,7 @@ pub async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
                         Stats::add(&shared.stats.timeouts, 1);
                         tracing::debug!(%peer, "closed: idle for {:?}", limits.idle_timeout);
                         closing = true;
-                        conn.as_mut().graceful_shutdown();
+                        graceful(conn.as_mut());
                         // One more period to close cleanly.
                         wake.as_mut().reset(Instant::now() + state.period(limits));
                         continue;
@@ -210,10 +279,12 @@ struct Phase {
 }
 
 impl Phase {
-    fn new() -> Phase {
+    /// A new connection's phase: idle, or (`head`) waiting for its first request's head.
+    fn new(head: bool) -> Phase {
+        let kind = if head { PhaseKind::Head } else { PhaseKind::Idle };
         Phase {
             born: Instant::now(),
-            kind: AtomicU8::new(PhaseKind::Idle as u8),
+            kind: AtomicU8::new(kind as u8),
             since_ms: AtomicU64::new(0),
             in_flight: AtomicU32::new(0),
         }
@@ -361,7 +432,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn phases_and_their_deadlines() {
         let l = limits();
-        let p = Arc::new(Phase::new());
+        let p = Arc::new(Phase::new(false));
         assert_eq!(p.kind(), PhaseKind::Idle);
         tokio::time::advance(Duration::from_secs(59)).await;
         assert_eq!(p.expired(&l), None);

@@ -67,7 +67,7 @@ pub async fn run(
     let shared = Arc::new(Shared {
         ingest: shared_parts.ingest,
         acceptor: tokio_rustls::TlsAcceptor::from(shared_parts.tls),
-        http: connection::http_builder(),
+        protocols: connection::Protocols::new(),
         limits: shared_parts.limits,
         stats: shared_parts.stats,
         shutdown: shutdown_rx.clone(),

@@ -43,6 +43,14 @@ pub enum TlsError {
     /// No `CERTIFICATE` section.
     #[error("{setting}={}: no certificate in it", path.display())]
     NoCertificate { setting: &'static str, path: PathBuf },
+    /// A `CERTIFICATE` section whose bytes are not an X.509 certificate.
+    #[error("{setting}={}: {which} is not an X.509 certificate", path.display())]
+    NotCertificate {
+        setting: &'static str,
+        path: PathBuf,
+        /// `the certificate`, or `certificate 2 of 3` in a chain.
+        which: String,
+    },
     /// No private key where one was expected.
     #[error("{setting}={}: no private key in it{hint}", path.display())]
     NoKey {
@@ -77,14 +85,25 @@ pub struct LoadedCert {
     /// What rustls serves.
     pub certified: Arc<CertifiedKey>,
     /// Subject and validity of the end-entity certificate, for the start line and expiry checks.
-    pub summary: Option<CertSummary>,
+    pub summary: CertSummary,
     /// Where it came from.
     pub cert_path: PathBuf,
 }
 
-/// The crypto provider for every TLS context of the daemon.
+/// The crypto provider for every TLS context of the daemon and of `send`: aws-lc-rs, with the
+/// key exchange groups current browsers and Go 1.24+ offer, the post-quantum hybrid first, so
+/// records a passive observer records today stay confidential later. Every cipher suite rustls
+/// has is ECDHE or TLS 1.3: forward secrecy only.
 pub fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    use rustls::crypto::aws_lc_rs::{default_provider, kx_group};
+    let mut provider = default_provider();
+    provider.kx_groups = vec![
+        kx_group::X25519MLKEM768,
+        kx_group::X25519,
+        kx_group::SECP256R1,
+        kx_group::SECP384R1,
+    ];
+    Arc::new(provider)
 }
 
 /// Loads a certificate chain and its key. `key` `None` means the key is in the certificate file.
@@ -112,6 +131,25 @@ pub fn from_pem(cert_pem: &[u8], key: Option<(&[u8], &Path)>, cert: &Path) -> Re
             setting: "LOGGER_CERT",
             path: cert.to_path_buf(),
         });
+    }
+    // Every section must be a certificate: PEM armour around other bytes is a bad deploy, and
+    // serving it would fail every handshake.
+    let mut summaries = Vec::with_capacity(chain.len());
+    for (i, der) in chain.iter().enumerate() {
+        match x509::summarize(der) {
+            Some(summary) => summaries.push(summary),
+            None => {
+                return Err(TlsError::NotCertificate {
+                    setting: "LOGGER_CERT",
+                    path: cert.to_path_buf(),
+                    which: if chain.len() == 1 {
+                        "the certificate".into()
+                    } else {
+                        format!("certificate {} of {}", i + 1, chain.len())
+                    },
+                })
+            }
+        }
     }
     let (key_setting, key_path, key_pem) = match key {
         Some((pem, path)) => ("LOGGER_KEY", path, pem),
@@ -154,6 +192,8 @@ pub fn from_pem(cert_pem: &[u8], key: Option<(&[u8], &Path)>, cert: &Path) -> Re
             Some(i) => {
                 let leaf = chain.remove(i);
                 chain.insert(0, leaf);
+                let summary = summaries.remove(i);
+                summaries.insert(0, summary);
             }
             None => {
                 return Err(TlsError::KeyMismatch {
@@ -163,7 +203,7 @@ pub fn from_pem(cert_pem: &[u8], key: Option<(&[u8], &Path)>, cert: &Path) -> Re
             }
         }
     }
-    let summary = x509::summarize(&chain[0]);
+    let summary = summaries.swap_remove(0);
     Ok(LoadedCert {
         certified: Arc::new(CertifiedKey::new(chain, signing_key)),
         summary,
@@ -171,15 +211,12 @@ pub fn from_pem(cert_pem: &[u8], key: Option<(&[u8], &Path)>, cert: &Path) -> Re
     })
 }
 
+/// True only when the certificate's public key is the key's: a key whose public half cannot be
+/// told, or a certificate that does not parse, is no match.
 fn matches_key(cert: &CertificateDer<'static>, key: &Arc<dyn rustls::sign::SigningKey>) -> bool {
-    let ck = CertifiedKey::new(vec![cert.clone()], key.clone());
-    // `Unknown` (no public key to compare) is taken as a match; rustls then decides.
-    !matches!(
-        ck.keys_match(),
-        Err(rustls::Error::InconsistentKeys(
-            rustls::InconsistentKeys::KeyMismatch
-        ))
-    )
+    CertifiedKey::new(vec![cert.clone()], key.clone())
+        .keys_match()
+        .is_ok()
 }
 
 fn read_pem_file(setting: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
@@ -365,6 +402,44 @@ mod tests {
             "-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n",
         );
         assert!(msg(load(&junk, Some(&k))).contains("not a valid PEM file"));
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn pem_armour_around_other_bytes_is_not_a_certificate() {
+        let d = tmpdir("garbage");
+        let (cert, key) = self_signed();
+        let k = write(&d, "server.key", &key);
+        // Valid base64 of bytes that are not DER, and DER of something that is not a certificate.
+        let garbage = "-----BEGIN CERTIFICATE-----\naGVsbG8sIHRoaXMgaXMgbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n";
+        let g = write(&d, "garbage.crt", garbage);
+        let e = load(&g, Some(&k)).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!(
+                "LOGGER_CERT={}: the certificate is not an X.509 certificate",
+                g.display()
+            )
+        );
+        // The key's own PKCS#8 DER dressed as a certificate, after a good one: named by position.
+        let key_der = PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
+        let b64 = crate::rejects::base64(key_der.secret_der());
+        let chain = write(
+            &d,
+            "chain.crt",
+            &format!("{cert}-----BEGIN CERTIFICATE-----\n{b64}\n-----END CERTIFICATE-----\n"),
+        );
+        let e = load(&chain, Some(&k)).unwrap_err().to_string();
+        assert!(
+            e.ends_with("certificate 2 of 2 is not an X.509 certificate"),
+            "{e}"
+        );
+        // Garbage with the key in the same file: still refused, not served.
+        let bundle = write(&d, "bundle.pem", &format!("{key}{garbage}"));
+        assert!(load(&bundle, None)
+            .unwrap_err()
+            .to_string()
+            .contains("not an X.509 certificate"));
         let _ = std::fs::remove_dir_all(&d);
     }
 }
