@@ -13,11 +13,13 @@
 pub mod aging;
 
 use std::collections::hash_map::RandomState;
+use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::correlate::aging::{AgingMap, Prehashed};
@@ -110,6 +112,46 @@ struct Tables {
     pending: AgingMap<u64, (), Prehashed>,
     /// Written records, by [`window_key`].
     window: AgingMap<u64, Fingerprint, Prehashed>,
+    /// Records being written now, by [`window_key`]: a copy that arrives meanwhile waits for
+    /// the outcome instead of being written too. As many entries as records in flight, which
+    /// the body budget bounds; each leaves when its request is answered.
+    in_flight: HashMap<u64, InFlight, Prehashed>,
+}
+
+/// A record being written.
+struct InFlight {
+    fingerprint: Fingerprint,
+    /// Made when a copy first waits; dropping it (the entry leaves) wakes every waiter.
+    done: Option<watch::Sender<()>>,
+}
+
+/// What [`Correlator::classify`] decided for a body.
+pub enum Classified<'a> {
+    /// Write the records judged [`Verdict::New`] or [`Verdict::Reuse`] (reserved until the
+    /// reservation is committed or dropped).
+    Ready(Vec<Verdict>, Reservation<'a>),
+    /// A copy of some record is being written by another request: wait until each of these
+    /// resolves (the other request was answered), then classify again.
+    Wait(Vec<watch::Receiver<()>>),
+}
+
+/// The records a body is writing, held in flight until [`Correlator::commit`] or drop (a write
+/// that failed, or a request that went away): then copies waiting for them go on.
+pub struct Reservation<'a> {
+    tables: &'a Mutex<Tables>,
+    keys: Vec<u64>,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if self.keys.is_empty() {
+            return;
+        }
+        let mut tables = self.tables.lock().unwrap_or_else(|p| p.into_inner());
+        for key in self.keys.drain(..) {
+            tables.in_flight.remove(&key);
+        }
+    }
 }
 
 /// The correlation and duplicate tables, shared by every connection.
@@ -136,6 +178,7 @@ impl Correlator {
                     config.duplicate_window,
                     Prehashed::default(),
                 ),
+                in_flight: HashMap::default(),
             }),
             secret: RandomState::new(),
             config,
@@ -151,12 +194,15 @@ impl Correlator {
         self.tables.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Judges each record before the write. `None` entries (records that do not conform) are
-    /// always written.
-    pub fn classify(&self, peer: IpAddr, records: &[Option<RecordKey>]) -> Vec<Verdict> {
+    /// Judges each record before the write, and reserves those to be written so that a copy
+    /// arriving meanwhile waits for their outcome. `None` entries (records that do not
+    /// conform) are always written.
+    pub fn classify(&self, peer: IpAddr, records: &[Option<RecordKey>]) -> Classified<'_> {
         let ip = self.ip(peer);
-        let tables = self.lock();
+        let mut tables = self.lock();
         let mut verdicts = Vec::with_capacity(records.len());
+        let mut keys = Vec::new();
+        let mut waits = Vec::new();
         for (i, r) in records.iter().enumerate() {
             let Some(r) = r else {
                 verdicts.push(Verdict::New);
@@ -170,24 +216,67 @@ impl Correlator {
                         e.kind == r.kind && e.sequence == r.sequence && e.fingerprint == r.fingerprint
                     })
             });
+            if !earlier_in_body {
+                if let Some(f) = tables.in_flight.get_mut(&key) {
+                    if f.fingerprint == r.fingerprint {
+                        // Its outcome decides: a duplicate if it is written, this copy's turn if not.
+                        let done = f.done.get_or_insert_with(|| watch::channel(()).0);
+                        waits.push(done.subscribe());
+                        verdicts.push(Verdict::Duplicate);
+                        continue;
+                    }
+                }
+            }
             let verdict = match tables.window.get(&key) {
                 _ if earlier_in_body => Verdict::Duplicate,
                 Some(f) if *f == r.fingerprint => Verdict::Duplicate,
                 Some(_) => Verdict::Reuse,
                 None => Verdict::New,
             };
+            if verdict != Verdict::Duplicate && !tables.in_flight.contains_key(&key) {
+                tables.in_flight.insert(
+                    key,
+                    InFlight {
+                        fingerprint: r.fingerprint,
+                        done: None,
+                    },
+                );
+                keys.push(key);
+            }
             verdicts.push(verdict);
         }
-        verdicts
+        let reservation = Reservation {
+            tables: &self.tables,
+            keys,
+        };
+        if waits.is_empty() {
+            Classified::Ready(verdicts, reservation)
+        } else {
+            // Nothing of this body is written before the copies it waits for are decided.
+            drop(tables);
+            drop(reservation);
+            Classified::Wait(waits)
+        }
     }
 
-    /// Records what was written (every record not judged a duplicate) and counts duplicates.
-    pub fn commit(&self, peer: IpAddr, records: &[Option<RecordKey>], verdicts: &[Verdict]) {
+    /// Records what was written (every record not judged a duplicate), counts duplicates, and
+    /// ends the reservation: copies waiting for these records are now duplicates.
+    pub fn commit(
+        &self,
+        peer: IpAddr,
+        records: &[Option<RecordKey>],
+        verdicts: &[Verdict],
+        mut reservation: Reservation<'_>,
+    ) {
         let ip = self.ip(peer);
         let now = Instant::now();
         let s = &self.stats;
         let mut tables = self.lock();
-        let Tables { pending, window } = &mut *tables;
+        let Tables {
+            pending,
+            window,
+            in_flight,
+        } = &mut *tables;
         for (r, v) in records.iter().zip(verdicts) {
             let Some(r) = r else { continue };
             match v {
@@ -220,6 +309,10 @@ impl Correlator {
                     }
                 }
             }
+        }
+        // In the window now: the waiters, woken as their entries leave, find them there.
+        for key in reservation.keys.drain(..) {
+            in_flight.remove(&key);
         }
         s.pending
             .store(pending.len() as u64, std::sync::atomic::Ordering::Relaxed);
@@ -259,9 +352,50 @@ mod tests {
 
     fn run(c: &Correlator, ip: &str, records: &[Option<RecordKey>]) -> Vec<Verdict> {
         let ip: IpAddr = ip.parse().unwrap();
-        let v = c.classify(ip, records);
-        c.commit(ip, records, &v);
+        let Classified::Ready(v, reservation) = c.classify(ip, records) else {
+            panic!("nothing is in flight in these tests");
+        };
+        c.commit(ip, records, &v, reservation);
         v
+    }
+
+    fn ready(c: &Classified<'_>) -> Option<Vec<Verdict>> {
+        match c {
+            Classified::Ready(v, _) => Some(v.clone()),
+            Classified::Wait(_) => None,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_copy_in_flight_waits_for_the_first_outcome() {
+        let stats = Arc::new(Stats::default());
+        let c = Correlator::new(CorrelateConfig::default(), stats.clone());
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let r = [key(Kind::Request, 1, "r1")];
+        // The first copy is being written; the second waits.
+        let first = c.classify(ip, &r);
+        assert_eq!(ready(&first), Some(vec![Verdict::New]));
+        let Classified::Wait(mut waits) = c.classify(ip, &r) else {
+            panic!("the copy must wait")
+        };
+        // Another sender's record with the same sequence does not wait.
+        assert_eq!(ready(&c.classify("10.0.0.2".parse().unwrap(), &r)), Some(vec![Verdict::New]));
+        // The first was not written (a 503): the copy's turn, and it is new.
+        drop(first);
+        assert!(waits[0].changed().await.is_err());
+        let second = c.classify(ip, &r);
+        assert_eq!(ready(&second), Some(vec![Verdict::New]));
+        // A third copy waits for the second, which is written: then it is a duplicate.
+        let Classified::Wait(mut waits) = c.classify(ip, &r) else {
+            panic!("the copy must wait")
+        };
+        let Classified::Ready(v, reservation) = second else { unreachable!() };
+        c.commit(ip, &r, &v, reservation);
+        assert!(waits[0].changed().await.is_err());
+        assert_eq!(run(&c, "10.0.0.1", &r), vec![Verdict::Duplicate]);
+        assert_eq!(Stats::get(&stats.requests_seen), 1);
+        assert_eq!(Stats::get(&stats.duplicates), 1);
+        assert!(c.lock().in_flight.is_empty());
     }
 
     #[tokio::test(start_paused = true)]

@@ -1,4 +1,8 @@
 //! What is left of a refused request's body, read and thrown away before the answer.
+//!
+//! An answer sent while the client is still sending its body reaches it as a reset on HTTP/1.1
+//! (the kernel answers unread data with RST) and as a stream error on HTTP/2 (curl shows no
+//! status at all); reading a small body first lets the client read the answer.
 
 use std::time::Duration;
 
@@ -6,8 +10,9 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Body;
 
-/// At most this much of a refused body is read and thrown away before the answer.
-pub const DRAIN_MAX: usize = 1 << 20;
+/// At most this much of a refused body is read and thrown away before the answer: enough for
+/// any small request a person or a test tool sends, too little to be worth an attacker's while.
+pub const DRAIN_MAX: usize = 64 << 10;
 /// For at most this long.
 pub const DRAIN_TIME: Duration = Duration::from_secs(1);
 

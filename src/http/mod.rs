@@ -33,8 +33,22 @@ where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: std::fmt::Display + Send + Sync + std::error::Error + 'static,
 {
-    let answer = match (req.uri().path(), req.method()) {
-        ("/log", &Method::POST) => post_log(&ingest, peer, client.as_deref(), req).await,
+    let answer = if req.uri().path() == "/log" && req.method() == Method::POST {
+        post_log(&ingest, peer, client.as_deref(), req).await
+    } else {
+        // Every other answer refuses or ignores a body: read a small one first, so a client
+        // still sending it sees the answer, not a reset (HTTP/1.1 and HTTP/2 alike).
+        let (head, mut body) = req.into_parts();
+        body::drain(&mut body).await;
+        route_other(&ingest, &head)
+    };
+    ingest.stats.http_answers.count(answer.status().as_u16());
+    Ok(answer)
+}
+
+/// Every route but `POST /log`.
+fn route_other(ingest: &Ingest, head: &http::request::Parts) -> Answer {
+    match (head.uri.path(), &head.method) {
         ("/log", _) => answer::method_not_allowed("POST"),
         ("/healthz", &Method::GET) => answer::health(&ingest.output),
         // HTTP/2 does not drop a HEAD answer's body by itself.
@@ -47,9 +61,7 @@ where
             StatusCode::NOT_FOUND,
             r#"{"error":"not found; records go to POST /log"}"#,
         ),
-    };
-    ingest.stats.http_answers.count(answer.status().as_u16());
-    Ok(answer)
+    }
 }
 
 async fn post_log<B>(ingest: &Ingest, peer: SocketAddr, client: Option<&str>, req: Request<B>) -> Answer

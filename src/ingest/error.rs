@@ -47,6 +47,9 @@ pub enum IngestError {
     /// The memory budget for bodies is spent; retry later.
     #[error(transparent)]
     Busy(#[from] crate::ingest::budget::Exhausted),
+    /// A copy of a record was still being written by another request when the body deadline came.
+    #[error("the same record is still being written by another request; retry later")]
+    InFlight,
     /// The output cannot take the records now.
     #[error("cannot write now ({0}); retry later")]
     Output(#[from] WriteError),
@@ -64,7 +67,10 @@ impl IngestError {
             IngestError::Decode(DecodeError::Corrupt { .. }) => StatusCode::BAD_REQUEST,
             IngestError::Nonconforming { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             IngestError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
-            IngestError::Output(_) | IngestError::Busy(_) | IngestError::Decode(DecodeError::Busy) => {
+            IngestError::Output(_)
+            | IngestError::Busy(_)
+            | IngestError::InFlight
+            | IngestError::Decode(DecodeError::Busy) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
         }
@@ -77,6 +83,7 @@ impl IngestError {
             IngestError::BodyTimeout { .. }
                 | IngestError::BodyRead(_)
                 | IngestError::Output(_)
+                | IngestError::InFlight
                 | IngestError::Busy(_)
                 | IngestError::Decode(DecodeError::Busy)
         )

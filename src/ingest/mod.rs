@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use hyper::body::Body;
 
-use crate::correlate::{Correlator, Verdict};
+use crate::correlate::{Classified, Correlator, Verdict};
 use crate::observe::stats::Stats;
 use crate::observe::timefmt::rfc3339_millis;
 use crate::output::Output;
@@ -220,12 +220,31 @@ impl Ingest {
                 tracing::warn!(%peer, count = prepared.nonconforming, "written though it {problem}");
             }
         }
-        self.commit(peer, prepared).await
+        self.commit(peer, prepared, started + self.body_timeout).await
     }
 
-    /// Writes what is not a retry, then tells correlation and the counters.
-    async fn commit(&self, peer: SocketAddr, prepared: Prepared) -> Result<Accepted, IngestError> {
-        let verdicts = self.correlator.classify(peer.ip(), &prepared.keys);
+    /// Writes what is not a retry, then tells correlation and the counters. A record whose copy
+    /// another request is writing now waits for that outcome (until `deadline`): exactly once.
+    async fn commit(
+        &self,
+        peer: SocketAddr,
+        prepared: Prepared,
+        deadline: tokio::time::Instant,
+    ) -> Result<Accepted, IngestError> {
+        let (verdicts, reservation) = loop {
+            match self.correlator.classify(peer.ip(), &prepared.keys) {
+                Classified::Ready(verdicts, reservation) => break (verdicts, reservation),
+                Classified::Wait(waits) => {
+                    tracing::debug!(%peer, "a copy of a record is being written; waiting for it");
+                    for mut done in waits {
+                        // Resolves when the other request was answered, written or not.
+                        if tokio::time::timeout_at(deadline, done.changed()).await.is_err() {
+                            return Err(IngestError::InFlight);
+                        }
+                    }
+                }
+            }
+        };
         let duplicates = verdicts.iter().filter(|v| **v == Verdict::Duplicate).count();
         // Only records that conform have a key, so only they can be retries.
         let (mut duplicate_requests, mut duplicate_responses) = (0u64, 0u64);
@@ -246,7 +265,8 @@ impl Ingest {
         if !lines.is_empty() {
             self.output.write_records(lines, written).await?;
         }
-        self.correlator.commit(peer.ip(), &prepared.keys, &verdicts);
+        self.correlator
+            .commit(peer.ip(), &prepared.keys, &verdicts, reservation);
         let s = &self.stats;
         Stats::add(&s.records_written, written as u64);
         Stats::add(&s.requests_written, prepared.requests as u64 - duplicate_requests);
