@@ -5,7 +5,10 @@
 
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use crate::commands::{cert::CertArgs, completions::CompletionsArgs, inspect::InspectArgs, send::SendArgs};
+use crate::commands::{
+    cert::CertArgs, completions::CompletionsArgs, inspect::InspectArgs, seal_keys::SealKeysArgs,
+    send::SendArgs, verify::VerifyArgs,
+};
 use crate::settings::ServeArgs;
 
 /// The command line: `ml_api_logger [FLAGS]` is the same as `ml_api_logger serve [FLAGS]`.
@@ -36,6 +39,10 @@ pub enum Command {
     Send(SendArgs),
     /// Summarize a log (any size, any form): conformance, pairs, duplicates, sequences; or pair or normalize it.
     Inspect(InspectArgs),
+    /// Make a sealing state (LOGGER_SEAL) and print its verification key, once.
+    SealKeys(SealKeysArgs),
+    /// Check sealed output files against their .seal: exit 0 when everything verifies, 1 on any failure.
+    Verify(VerifyArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions(CompletionsArgs),
     /// Print the manual page (roff): ml_api_logger man > ml_api_logger.1

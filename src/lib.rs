@@ -17,10 +17,13 @@
 //! - [`json`] — JSON text as bytes: scanning, minifying, streaming the records of a log.
 //! - [`correlate`] — requests matched with responses, duplicates, bounded aging tables.
 //! - [`output`] — one writer at a time: gathered writes, fsync, rollback, torn-tail recovery.
+//! - [`seal`] — forward-secure seals on the output: keys and state, entries, the sealer the
+//!   output writer feeds, the verifier.
 //! - [`rejects`] — the file of refused bodies.
 //! - [`observe`] — counters, metrics, diagnostics, time formats.
 //! - [`certs`] — certificates made (the embedded default, `cert`), described, and trusted by `send`.
-//! - [`commands`] — the operator's other commands: `cert`, `send`, `inspect`, `completions`, `man`.
+//! - [`commands`] — the operator's other commands: `cert`, `send`, `inspect`, `completions`, `man`,
+//!   `seal-keys`, `verify`.
 
 #![forbid(unsafe_code)]
 
@@ -37,4 +40,5 @@ pub mod observe;
 pub mod output;
 pub mod record;
 pub mod rejects;
+pub mod seal;
 pub mod settings;

@@ -1,7 +1,7 @@
 //! The daemon's background duties, beside the server: correlation sweeps each second, the
 //! periodic summary in the log, `STATUS=` and the watchdog for systemd, and the certificate
 //! expiry policy (a warning within 30 days, an error once expired; at start, at each reload and
-//! once a day).
+//! once a day), and with sealing on, the minute's seal (off the async workers).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::daemon::sealing::Sealing;
 use crate::daemon::systemd_notify::{self, Notifier};
 use crate::ingest::Ingest;
 use crate::net::tls::{CertStore, LoadedCert};
@@ -37,6 +38,7 @@ pub fn start(
     stats: &Arc<Stats>,
     notifier: &Notifier,
     store: &Arc<CertStore>,
+    sealing: Option<&Arc<Sealing>>,
 ) -> Duties {
     let housekeeping = {
         let ingest = ingest.clone();
@@ -69,6 +71,22 @@ pub fn start(
         })
     };
     let mut tasks = vec![housekeeping];
+    if let Some(sealing) = sealing {
+        let sealing = sealing.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(sealing.every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // The first tick is at once: the start entry was just written.
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let sealing = sealing.clone();
+                // An entry is an fsync and a state rewrite: never on an async worker. Aborting
+                // this task leaves a seal in progress to finish; the stop entry waits for it.
+                let _ = tokio::task::spawn_blocking(move || sealing.seal_now()).await;
+            }
+        }));
+    }
     if let Some(every) = systemd_notify::watchdog_interval().filter(|_| notifier.enabled()) {
         let notifier = notifier.clone();
         tasks.push(tokio::spawn(async move {

@@ -4,12 +4,14 @@
 //! Everything that can be wrong before listening is a [`StartError`] (exit 2, one line);
 //! everything after is the server's and the writer's to handle. What runs beside the server:
 //! [`duties`] (correlation sweeps, the periodic summary and `STATUS=`, the watchdog, the daily
-//! certificate expiry check), [`reload`] (`SIGHUP`), [`shutdown`] (stop signals); how systemd
-//! is told and what it passes: [`systemd_notify`], [`activation`].
+//! certificate expiry check, the minute's seal), [`reload`] (`SIGHUP`), [`shutdown`] (stop
+//! signals), [`sealing`] (when the output is sealed, LOGGER_SEAL); how systemd is told and what
+//! it passes: [`systemd_notify`], [`activation`].
 
 pub mod activation;
 pub mod duties;
 pub mod reload;
+pub mod sealing;
 pub mod shutdown;
 pub mod systemd_notify;
 
@@ -33,6 +35,7 @@ use crate::rejects::Rejects;
 use crate::settings::{OutputTarget, Settings};
 use activation::{ActivationError, Passed};
 use reload::Reload;
+use sealing::Sealing;
 use systemd_notify::Notifier;
 
 /// Why the daemon did not start; each prints as the one line the operator needs.
@@ -61,6 +64,9 @@ pub enum StartError {
     /// The sockets systemd passed cannot be used.
     #[error(transparent)]
     Activation(#[from] ActivationError),
+    /// The sealing state cannot be used, or the output's `.seal` cannot be continued.
+    #[error("LOGGER_SEAL: {0}")]
+    Seal(#[from] crate::seal::SealError),
 }
 
 /// The runtime the daemon serves on (and the benchmark's ceiling server, so the two compare
@@ -93,6 +99,15 @@ pub async fn run_with(settings: Settings, passed: Option<Passed>) -> Result<Stop
     let cert = reload::load_certificate(&settings.cert)?;
     duties::report_expiry(&cert);
     let (output, writer) = Output::open(&settings.output, settings.fsync)?;
+    let stats = Arc::new(Stats::default());
+    // Before anything is written: the start entry seals the file as it is now.
+    let sealing = match (&settings.seal, &settings.output) {
+        (Some(state), OutputTarget::File(path)) => {
+            let every = settings.seal_interval;
+            Some(Sealing::open(state, path, &output, stats.clone(), every)?)
+        }
+        _ => None,
+    };
     let (rejects, rejects_writer) = match &settings.rejects {
         Some(path) => {
             let (out, w) =
@@ -121,7 +136,6 @@ pub async fn run_with(settings: Settings, passed: Option<Passed>) -> Result<Stop
     let tls_config = tls::server_config(store.clone(), client_ca)?;
     start_line(&settings, &addrs, admin_addr, activated, &cert);
 
-    let stats = Arc::new(Stats::default());
     duties::set_expiry_metric(&stats, &cert);
     let notifier = Notifier::from_env();
     let ingest = Arc::new(Ingest {
@@ -144,7 +158,7 @@ pub async fn run_with(settings: Settings, passed: Option<Passed>) -> Result<Stop
         tokio::spawn(admin::serve(listener, state))
     });
 
-    let duties = duties::start(&ingest, &stats, &notifier, &store);
+    let duties = duties::start(&ingest, &stats, &notifier, &store, sealing.as_ref());
     let reloader = reload::start(
         hangups,
         Reload {
@@ -154,6 +168,7 @@ pub async fn run_with(settings: Settings, passed: Option<Passed>) -> Result<Stop
             rejects: rejects.clone(),
             stats: stats.clone(),
             notifier: notifier.clone(),
+            sealing: sealing.clone(),
         },
     );
     // The listeners are bound (or were passed) and the handlers are installed: serving starts now.
@@ -186,6 +201,10 @@ pub async fn run_with(settings: Settings, passed: Option<Passed>) -> Result<Stop
         task.abort();
     }
     finish(writer).await;
+    if let Some(sealing) = sealing {
+        // Everything is written and synced: the stop entry covers it all.
+        let _ = tokio::task::spawn_blocking(move || sealing.stop()).await;
+    }
     if let Some(w) = rejects_writer {
         finish(w).await;
     }

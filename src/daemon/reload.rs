@@ -1,12 +1,14 @@
 //! `SIGHUP`: reopen the output files (after logrotate moved them) and reload the certificate,
 //! between `RELOADING=1` and `READY=1`; a certificate that does not load leaves the old one
-//! serving. Also where the configured certificate is loaded at start.
+//! serving. With sealing on, the reopen is sealed at once: the old pair's stop entry, the new
+//! pair's first entry. Also where the configured certificate is loaded at start.
 
 use tokio::signal::unix::Signal;
 use tokio::task::JoinHandle;
 
 use crate::certs::generate;
 use crate::daemon::duties::{report_expiry, set_expiry_metric, status_line};
+use crate::daemon::sealing::Sealing;
 use crate::daemon::systemd_notify::Notifier;
 use crate::daemon::StartError;
 use crate::net::tls::{self, CertStore, LoadedCert};
@@ -30,6 +32,8 @@ pub struct Reload {
     pub stats: Arc<Stats>,
     /// Told `RELOADING=1`, then `READY=1`.
     pub notifier: Notifier,
+    /// Seals the reopen, when sealing is on.
+    pub sealing: Option<Arc<Sealing>>,
 }
 
 /// Reloads at every `SIGHUP` until aborted.
@@ -38,6 +42,9 @@ pub fn start(mut hangups: Signal, r: Reload) -> JoinHandle<()> {
         while hangups.recv().await.is_some() {
             r.notifier.reloading().await;
             reload(&r.source, &r.store, &r.output, r.rejects.as_ref(), &r.stats).await;
+            if let Some(sealing) = r.sealing.clone() {
+                let _ = tokio::task::spawn_blocking(move || sealing.after_reopen()).await;
+            }
             r.notifier.ready(&status_line(&r.stats, &r.output)).await;
         }
     })

@@ -49,11 +49,22 @@ pub fn method_not_allowed(allow: &'static str) -> Answer {
 
 /// `GET /healthz`: `200` while records can be written, `503` from a failed write until the next
 /// write succeeds.
+///
+/// A seal that cannot be written (LOGGER_SEAL) leaves the answer `200`, with
+/// `"seal":"failing"`: records are still written and acknowledged, and what they add stays
+/// pending until the next seal succeeds, so a balancer should keep sending here. Taking the daemon
+/// out of rotation would stop the evidence being collected at all, and would move the load onto
+/// daemons that likely share the cause (a full or read-only disk). The metric
+/// `ml_api_logger_seal_failures_total` is what should page someone.
 pub fn health(output: &Output) -> Answer {
-    if output.healthy() {
-        json(StatusCode::OK, r#"{"status":"ok"}"#)
-    } else {
-        json(StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"output failing"}"#)
+    match (output.healthy(), output.seal_failing()) {
+        (true, false) => json(StatusCode::OK, r#"{"status":"ok"}"#),
+        (true, true) => json(StatusCode::OK, r#"{"status":"ok","seal":"failing"}"#),
+        (false, false) => json(StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"output failing"}"#),
+        (false, true) => json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            r#"{"status":"output failing","seal":"failing"}"#,
+        ),
     }
 }
 

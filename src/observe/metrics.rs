@@ -295,6 +295,23 @@ impl Collector for Source {
             "When the serving certificate expires (notAfter), Unix time; 0 when unreadable.",
             s.cert_not_after.load(std::sync::atomic::Ordering::Relaxed),
         )?;
+
+        // Sealing (LOGGER_SEAL); zero while it is off.
+        out.counter(
+            "seal_entries",
+            "Seal entries appended to OUTPUT.seal (start, seal, reopen, stop, repair).",
+            g(&s.seal_entries),
+        )?;
+        out.counter(
+            "seal_failures",
+            "Attempts to seal that failed; the range stays pending and is sealed at the next try.",
+            g(&s.seal_failures),
+        )?;
+        out.gauge(
+            "seal_last_timestamp_seconds",
+            "When the last seal entry was appended, Unix time; 0 before the first.",
+            s.seal_last_unix.load(std::sync::atomic::Ordering::Relaxed),
+        )?;
         Ok(())
     }
 }

@@ -62,6 +62,12 @@ pub struct Stats {
     pub posts_refused_by_status: StatusCounts,
     /// The serving certificate's notAfter, Unix seconds; 0 while unknown.
     pub cert_not_after: AtomicI64,
+    /// Seal entries appended to `OUTPUT.seal` (LOGGER_SEAL).
+    pub seal_entries: AtomicU64,
+    /// Attempts to seal that failed (each retried at the next minute).
+    pub seal_failures: AtomicU64,
+    /// When the last seal entry was appended, Unix seconds; 0 before the first.
+    pub seal_last_unix: AtomicI64,
 }
 
 impl Stats {

@@ -9,6 +9,9 @@
 //! file never holds a torn line, acknowledged or not. At open, a partial last line left by a
 //! crash is moved to `FILE.partial`. It does not know what a record is.
 //!
+//! With sealing on, the bytes of each successful write (and each reopen) are left in a
+//! [`Tap`] for the sealer, which seals on its own thread; the writer never waits for it.
+//!
 //! The write runs on the async worker that carries the request: to the page cache it takes
 //! microseconds, less than waking another thread would. `fdatasync(2)` takes milliseconds, so
 //! with fsync on the runtime is told to move its other work off that worker meanwhile.
@@ -25,6 +28,7 @@ use std::time::Duration;
 use tokio::sync::{oneshot, watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::observe::stats::{Histogram, BATCH_BUCKETS, IO_BUCKETS};
+use crate::seal::tap::Tap;
 use crate::settings::OutputTarget;
 
 /// Bytes that may wait for the writer at once; beyond it a request waits, then gets `503`.
@@ -107,6 +111,10 @@ struct Inner {
     healthy: AtomicBool,
     stats: OutputStats,
     fatal: watch::Sender<Option<String>>,
+    /// The torn tail moved out of the file at open, for the sealer's `repair` entry.
+    repaired: Option<TornTail>,
+    /// Set when sealing is on: what `/healthz` asks about sealing.
+    tap: std::sync::OnceLock<Arc<Tap>>,
 }
 
 /// Counters the writer keeps; read by health checks, the summary and `/metrics`.
@@ -186,11 +194,14 @@ struct Sink {
     append: bool,
     /// Several requests' lines gathered for one write; kept between writes.
     buf: Vec<u8>,
+    /// With sealing on: told every write that stays and every reopen.
+    tap: Option<Arc<Tap>>,
 }
 
 impl Output {
     /// Opens the output.
     pub fn open(target: &OutputTarget, fsync: bool) -> Result<(Output, Writer), OpenError> {
+        let mut repaired = None;
         let sink = match target {
             OutputTarget::Stdout => {
                 let fd = std::io::stdout()
@@ -210,6 +221,7 @@ impl Output {
                     seekable,
                     append: false,
                     buf: Vec::new(),
+                    tap: None,
                 }
             }
             OutputTarget::File(path) => {
@@ -221,7 +233,8 @@ impl Output {
                 if path.is_dir() {
                     return Err(err("is a directory".into()));
                 }
-                recover_partial_tail(path).map_err(|e| err(format!("cannot check its last line: {e}")))?;
+                repaired = recover_partial_tail(path)
+                    .map_err(|e| err(format!("cannot check its last line: {e}")))?;
                 let file = open_append(path).map_err(|e| err(io_reason(&e)))?;
                 // A character device (/dev/null) is neither truncated nor synced.
                 let seekable = file.metadata().map(|m| m.is_file()).unwrap_or(false);
@@ -232,6 +245,7 @@ impl Output {
                     seekable,
                     append: true,
                     buf: Vec::new(),
+                    tap: None,
                 }
             }
         };
@@ -248,6 +262,8 @@ impl Output {
             healthy: AtomicBool::new(true),
             stats: OutputStats::default(),
             fatal: fatal_tx,
+            repaired,
+            tap: std::sync::OnceLock::new(),
         });
         Ok((
             Output {
@@ -325,6 +341,31 @@ impl Output {
     /// False from a failed write until the next one succeeds.
     pub fn healthy(&self) -> bool {
         self.inner.healthy.load(Ordering::Relaxed)
+    }
+
+    /// The partial last line moved to `FILE.partial` when the file was opened, if there was one.
+    pub fn repaired(&self) -> Option<&TornTail> {
+        self.inner.repaired.as_ref()
+    }
+
+    /// Starts telling a [`Tap`] every write that stays and every reopen, and returns it with
+    /// the file's length now (where its first range starts). Call before anything is written;
+    /// `None` for stdout, which is not sealed.
+    pub fn tap_for_sealing(&self) -> std::io::Result<Option<(Arc<Tap>, u64)>> {
+        let mut sink = lock(&self.inner.sink);
+        if sink.path.is_none() {
+            return Ok(None);
+        }
+        let len = sink.file.metadata()?.len();
+        let tap = Arc::new(Tap::new(len));
+        sink.tap = Some(tap.clone());
+        let _ = self.inner.tap.set(tap.clone());
+        Ok(Some((tap, len)))
+    }
+
+    /// Whether sealing is on and its last attempt failed.
+    pub fn seal_failing(&self) -> bool {
+        self.inner.tap.get().is_some_and(|t| t.failing())
     }
 
     /// Reopens the file by its path, for logrotate's move-and-create. Records written before
@@ -623,7 +664,12 @@ impl Sink {
             }
         });
         match result {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                if let Some(tap) = &self.tap {
+                    tap.wrote(data);
+                }
+                Ok(())
+            }
             Err(e) => {
                 if self.seekable && written > 0 {
                     self.roll_back(written as u64);
@@ -667,6 +713,11 @@ impl Sink {
                 if self.fsync {
                     let _ = self.file.sync_data();
                 }
+                if let Some(tap) = &self.tap {
+                    // Told before anything is written to the new file: its length now is what
+                    // was there before this daemon wrote to it.
+                    tap.reopened(file.metadata().map(|m| m.len()).unwrap_or(0));
+                }
                 self.file = file;
                 tracing::info!("output reopened: {}", path.display());
                 Ok(())
@@ -700,26 +751,37 @@ fn io_reason(e: &std::io::Error) -> String {
     }
 }
 
+/// A partial last line moved out of the output at open, as the seal's `repair` entry records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TornTail {
+    /// How many bytes were moved.
+    pub bytes: u64,
+    /// Their SHA-256.
+    pub sha256: [u8; 32],
+    /// The file they were appended to (`FILE.partial`).
+    pub to: PathBuf,
+}
+
 /// Moves a partial last line (no final `\n`, so never acknowledged) to `FILE.partial` and cuts
-/// the file back to its last whole line. Returns the number of bytes moved.
-pub fn recover_partial_tail(path: &Path) -> std::io::Result<u64> {
+/// the file back to its last whole line. Returns what was moved, if anything.
+pub fn recover_partial_tail(path: &Path) -> std::io::Result<Option<TornTail>> {
     let mut file = match OpenOptions::new().read(true).write(true).open(path) {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
     if !file.metadata()?.is_file() {
-        return Ok(0);
+        return Ok(None);
     }
     let len = file.metadata()?.len();
     if len == 0 {
-        return Ok(0);
+        return Ok(None);
     }
     let mut last = [0u8; 1];
     file.seek(SeekFrom::Start(len - 1))?;
     file.read_exact(&mut last)?;
     if last[0] == b'\n' {
-        return Ok(0);
+        return Ok(None);
     }
     // Find the last newline, reading backwards in chunks.
     let mut keep = 0u64;
@@ -746,8 +808,17 @@ pub fn recover_partial_tail(path: &Path) -> std::io::Result<u64> {
         .create(true)
         .mode(0o640)
         .open(&partial_path)?;
+    // Copied with the chunk buffer and hashed on the way, for the seal's repair entry.
     file.seek(SeekFrom::Start(keep))?;
-    std::io::copy(&mut (&mut file).take(len - keep), &mut partial)?;
+    let mut hasher = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    let mut remaining = len - keep;
+    while remaining > 0 {
+        let n = remaining.min(chunk.len() as u64) as usize;
+        file.read_exact(&mut chunk[..n])?;
+        partial.write_all(&chunk[..n])?;
+        hasher.update(&chunk[..n]);
+        remaining -= n as u64;
+    }
     partial.write_all(b"\n")?;
     partial.sync_data()?;
     file.set_len(keep)?;
@@ -758,7 +829,15 @@ pub fn recover_partial_tail(path: &Path) -> std::io::Result<u64> {
         path.display(),
         partial_path.display()
     );
-    Ok(moved)
+    let mut sha256 = [0u8; 32];
+    for (o, b) in sha256.iter_mut().zip(hasher.finish().as_ref()) {
+        *o = *b;
+    }
+    Ok(Some(TornTail {
+        bytes: moved,
+        sha256,
+        to: partial_path,
+    }))
 }
 
 #[cfg(test)]
@@ -778,13 +857,16 @@ mod tests {
     fn a_partial_tail_is_moved_aside() {
         let p = tmp("tail");
         std::fs::write(&p, b"{\"a\":1}\n{\"b\":2}\n{\"c\":").unwrap();
-        assert_eq!(recover_partial_tail(&p).unwrap(), 5);
+        let moved = recover_partial_tail(&p).unwrap().unwrap();
+        assert_eq!(moved.bytes, 5);
+        assert_eq!(moved.sha256, crate::seal::sha256(b"{\"c\":"));
+        assert_eq!(moved.to, PathBuf::from(format!("{}.partial", p.display())));
         assert_eq!(std::fs::read(&p).unwrap(), b"{\"a\":1}\n{\"b\":2}\n");
         let partial = std::fs::read(format!("{}.partial", p.display())).unwrap();
         assert_eq!(partial, b"{\"c\":\n");
-        assert_eq!(recover_partial_tail(&p).unwrap(), 0);
+        assert_eq!(recover_partial_tail(&p).unwrap(), None);
         std::fs::write(&p, b"no newline at all").unwrap();
-        assert_eq!(recover_partial_tail(&p).unwrap(), 17);
+        assert_eq!(recover_partial_tail(&p).unwrap().map(|t| t.bytes), Some(17));
         assert_eq!(std::fs::read(&p).unwrap(), b"");
     }
 

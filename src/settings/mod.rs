@@ -113,6 +113,12 @@ pub struct ServeArgs {
     /// Plain-HTTP listener for GET /metrics and GET /healthz, e.g. 127.0.0.1:9187 [default: none]
     #[arg(long, env = "LOGGER_ADMIN_ADDR", value_name = "ADDR:PORT")]
     pub admin_addr: Option<String>,
+    /// Seal the output against tampering with this state, made by `seal-keys`; needs --output [default: none]
+    #[arg(long, env = "LOGGER_SEAL", value_name = "FILE")]
+    pub seal: Option<String>,
+    /// For tests only: the interval between seals, instead of a minute [default: 60s]
+    #[arg(long, env = "LOGGER_SEAL_INTERVAL", value_name = "DURATION", hide = true)]
+    pub seal_interval: Option<String>,
 }
 
 /// The most worker threads `LOGGER_WORKER_THREADS` may ask for.
@@ -238,6 +244,10 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Where `/metrics` and `/healthz` are served over plain HTTP; off when `None`.
     pub admin_addr: Option<SocketAddr>,
+    /// The sealing state (LOGGER_SEAL); sealing is off when `None`.
+    pub seal: Option<PathBuf>,
+    /// The interval between seals: a minute, shorter only in tests.
+    pub seal_interval: Duration,
 }
 
 impl Settings {
@@ -328,6 +338,15 @@ impl Settings {
                 .parse::<SocketAddr>()
                 .map_err(|_| "not an address and port (127.0.0.1:9187, [::1]:9187)")
         })?;
+        let seal = raw.path("seal")?;
+        if let (Some(state), OutputTarget::Stdout) = (&seal, &output) {
+            return Err(raw.error(
+                "seal",
+                &state.display().to_string(),
+                "sealing needs a file output; set LOGGER_OUTPUT",
+            ));
+        }
+        let seal_interval = raw.duration("seal_interval", crate::daemon::sealing::SEAL_EVERY)?;
         Ok(Settings {
             cert,
             port,
@@ -345,6 +364,8 @@ impl Settings {
             log_filter,
             log_format,
             admin_addr,
+            seal,
+            seal_interval,
         })
     }
 }
@@ -519,6 +540,13 @@ mod tests {
             settings(&["--output", "/tmp/x", "--rejects", "/tmp/x"]).unwrap_err(),
             "--rejects=/tmp/x: the same file as LOGGER_OUTPUT; refused bodies must not mix with records"
         );
+        assert_eq!(
+            settings(&["--seal", "/tmp/s.state"]).unwrap_err(),
+            "--seal=/tmp/s.state: sealing needs a file output; set LOGGER_OUTPUT"
+        );
+        let s = settings(&["--seal", "/tmp/s.state", "--output", "/tmp/x"]).unwrap();
+        assert_eq!(s.seal, Some(PathBuf::from("/tmp/s.state")));
+        assert_eq!(s.seal_interval, Duration::from_secs(60));
     }
 
     #[test]
