@@ -99,3 +99,25 @@ pub fn refusal(e: &IngestError) -> Answer {
     }
     answer
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::OutputTarget;
+
+    #[test]
+    fn a_failing_seal_keeps_health_up_and_says_so() {
+        let path = std::env::temp_dir().join(format!("mlal-health-{}", std::process::id()));
+        let (output, _writer) = Output::open(&OutputTarget::File(path.clone()), false).unwrap();
+        assert_eq!(health(&output).status(), StatusCode::OK);
+        let (tap, _) = output.tap_for_sealing().unwrap().unwrap();
+        tap.set_failing(true);
+        let answer = health(&output);
+        assert_eq!(answer.status(), StatusCode::OK);
+        let body = format!("{:?}", answer.body());
+        assert!(body.contains("seal") && body.contains("failing"), "{body}");
+        tap.set_failing(false);
+        assert!(!format!("{:?}", health(&output).body()).contains("seal"));
+        let _ = std::fs::remove_file(path);
+    }
+}

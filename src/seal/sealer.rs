@@ -136,6 +136,9 @@ pub struct Reopened {
 /// The open `.seal` file of the current pair.
 struct SealFile {
     path: PathBuf,
+    /// The output this pair seals, opened for reading when the pair began: ranges are read back
+    /// through it, so a rotation (the path now naming the new file) does not change what is read.
+    output: File,
     /// Opened for append: every write lands at the end whatever else happened to the file.
     file: File,
     /// Length up to the last whole entry: a failed append is cut back to it.
@@ -510,10 +513,15 @@ impl Sealer {
                 None => (Kind::Start, 0, 0, [0; KEY_LEN], false, None),
             },
         };
-        let (hasher, lines) = hash_output_range(&self.output, start, output_len)?;
+        let output_file = File::open(&self.output).map_err(|source| SealError::OutputRead {
+            path: self.output.clone(),
+            source,
+        })?;
+        let (hasher, lines) = hash_output_range(&output_file, &self.output, start, output_len)?;
 
         self.pair = Some(SealFile {
             path,
+            output: output_file,
             file,
             len: scan.len,
             dirty: false,
@@ -569,7 +577,14 @@ impl Sealer {
     /// Reads the pending range back from the output when it has no hash of its own.
     fn rehash_pending(&mut self) -> Result<(), SealError> {
         if self.pending.hasher.is_none() {
-            let (hasher, lines) = hash_output_range(&self.output, self.pending.start, self.pending.end)?;
+            let Some(pair) = &self.pair else {
+                return Err(SealError::OutputRead {
+                    path: self.output.clone(),
+                    source: io::Error::other("no .seal file is open"),
+                });
+            };
+            let (hasher, lines) =
+                hash_output_range(&pair.output, &self.output, self.pending.start, self.pending.end)?;
             self.pending.hasher = Some(hasher);
             self.pending.lines = lines;
         }
@@ -788,7 +803,13 @@ fn move_torn_line(path: &Path, file: &File, offset: u64, len: u64) -> Result<(),
 }
 
 /// SHA-256 and line count of the output's bytes `start..end`, read with a bounded buffer.
-fn hash_output_range(output: &Path, start: u64, end: u64) -> Result<(digest::Context, u64), SealError> {
+fn hash_output_range(
+    file: &File,
+    output: &Path,
+    start: u64,
+    end: u64,
+) -> Result<(digest::Context, u64), SealError> {
+    use std::os::unix::fs::FileExt;
     let read_err = |source| SealError::OutputRead {
         path: output.into(),
         source,
@@ -798,17 +819,15 @@ fn hash_output_range(output: &Path, start: u64, end: u64) -> Result<(digest::Con
     if start == end {
         return Ok((hasher, lines));
     }
-    let mut file = File::open(output).map_err(read_err)?;
-    file.seek(SeekFrom::Start(start)).map_err(read_err)?;
     let mut buf = vec![0u8; READ_BUF];
-    let mut remaining = end - start;
-    while remaining > 0 {
-        let want = remaining.min(buf.len() as u64) as usize;
-        let n = match file.read(&mut buf[..want]) {
+    let mut at = start;
+    while at < end {
+        let want = (end - at).min(buf.len() as u64) as usize;
+        let n = match file.read_at(&mut buf[..want], at) {
             Ok(0) => {
                 return Err(SealError::OutputShorter {
                     path: output.into(),
-                    len: end - remaining,
+                    len: at,
                     sealed: end,
                 })
             }
@@ -818,7 +837,7 @@ fn hash_output_range(output: &Path, start: u64, end: u64) -> Result<(digest::Con
         };
         hasher.update(&buf[..n]);
         lines += count_newlines(&buf[..n]);
-        remaining -= n as u64;
+        at += n as u64;
     }
     Ok((hasher, lines))
 }
@@ -932,6 +951,59 @@ mod tests {
         let e = entries(&out); // every line parses: no torn remains
         assert_eq!(e.len(), 2);
         assert_eq!((e[1].start, e[1].end, e[1].epoch), (0, 4, 2));
+    }
+
+    #[test]
+    fn ranges_absorbed_after_a_failed_append_are_read_back_and_sealed_whole() {
+        let (_dir, state, out) = setup("absorb");
+        fs::write(&out, b"").unwrap();
+        let (mut s, _) = Sealer::open(&state, &out, 0, None).unwrap();
+        let mut writer = Observed::at(0);
+        let mut f = OpenOptions::new().append(true).open(&out).unwrap();
+        for bytes in [&b"a\n"[..], b"bb\n"] {
+            f.write_all(bytes).unwrap();
+            writer.observe(bytes);
+        }
+        s.absorb(writer.take());
+        s.faults.fail_appends = 1;
+        assert!(s.seal(SealKind::Seal).is_err());
+        f.write_all(b"ccc\n").unwrap();
+        writer.observe(b"ccc\n");
+        s.absorb(writer.take());
+        let a = s.seal(SealKind::Seal).unwrap().unwrap();
+        assert_eq!((a.first_line, a.last_line), (1, 3));
+        let e = entries(&out);
+        assert_eq!((e[1].start, e[1].end, e[1].lines), (0, 9, 3));
+        assert_eq!(e[1].sha256, crate::seal::sha256(b"a\nbb\nccc\n"));
+        // An empty range changes nothing.
+        s.absorb(writer.take());
+        assert_eq!(s.seal(SealKind::Seal).unwrap(), None);
+    }
+
+    #[test]
+    fn a_stop_after_a_failed_append_reads_the_old_file_not_its_successor() {
+        let (dir, state, out) = setup("failrotate");
+        let vk_state = dir.path().join("vk.state");
+        let vk = create_state(&vk_state, false).unwrap();
+        fs::rename(&vk_state, &state).unwrap();
+        fs::write(&out, b"").unwrap();
+        let (mut s, _) = Sealer::open(&state, &out, 0, None).unwrap();
+        let mut writer = Observed::at(0);
+        fs::write(&out, b"old\n").unwrap();
+        writer.observe(b"old\n");
+        s.absorb(writer.take());
+        s.faults.fail_appends = 1;
+        assert!(s.seal(SealKind::Seal).is_err());
+        // Rotated while the seal was failing: the path now names a new file.
+        let rotated = dir.path().join("out.1");
+        fs::rename(&out, &rotated).unwrap();
+        fs::rename(seal_path_for(&out), seal_path_for(&rotated)).unwrap();
+        fs::write(&out, b"").unwrap();
+        let r = s.reopen(&out, 0);
+        assert!(r.errors.is_empty(), "{:?}", r.errors);
+        let report = crate::seal::verify(&vk, &[rotated, out]).unwrap();
+        assert!(report.ok(), "{}", report.to_text());
+        assert_eq!(report.totals.lines_verified, 1);
     }
 
     #[test]
