@@ -291,7 +291,10 @@ fn start_line(
         env!("CARGO_PKG_VERSION"),
         listening.join(" "),
         certificate,
-        settings.output,
+        match &settings.seal {
+            Some(_) => format!("{} (sealed)", settings.output),
+            None => settings.output.to_string(),
+        },
         if settings.strict { "strict" } else { "lenient" },
         if settings.fsync { "on" } else { "off" },
         settings.allow,
