@@ -442,4 +442,11 @@ mod tests {
             .contains("not an X.509 certificate"));
         let _ = std::fs::remove_dir_all(&d);
     }
+
+    #[test]
+    fn the_post_quantum_hybrid_comes_first_then_the_classical_groups() {
+        let names: Vec<_> = provider().kx_groups.iter().map(|g| g.name()).collect();
+        use rustls::NamedGroup::*;
+        assert_eq!(names, [X25519MLKEM768, X25519, secp256r1, secp384r1]);
+    }
 }
