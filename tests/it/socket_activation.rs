@@ -1,13 +1,11 @@
 //! Socket activation: listening sockets passed as fds 3, 4, … with `LISTEN_FDS` and
-//! `LISTEN_PID` (by `tests/socket_activate.py`, which binds them and execs the daemon as systemd
+//! `LISTEN_PID` (by `common/socket_activate.py`, which binds them and execs the daemon as systemd
 //! would) are served instead of binding; the one named `admin` serves `/metrics`.
-
-mod common;
 
 use std::net::SocketAddr;
 use std::process::Stdio;
 
-use common::*;
+use crate::common::*;
 
 /// The address the launcher bound for `name`, from its line on stderr.
 fn passed(stderr: &str, name: &str) -> SocketAddr {

@@ -2,11 +2,9 @@
 //! its `openssl` commands, the four variables, `ml_api_logger > extrahop-ade-log.json`, the two
 //! example records posted pretty-printed, and the file read back line by line.
 
-mod common;
-
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 fn openssl_available() -> bool {
     Command::new("openssl")

@@ -2,13 +2,11 @@
 //! output exactly once, whole, on its own line; and the same holds when `SIGTERM` arrives in the
 //! middle of the load.
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use common::*;
+use crate::common::*;
 
 /// A conforming request record of about `size` bytes, identified by `id`.
 fn record(id: u64, size: usize) -> String {

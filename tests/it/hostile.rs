@@ -3,15 +3,13 @@
 //! records written, and the daemon's resident memory stays under the bound the README states.
 //! The heaviest are `#[ignore]`d for the everyday run; `.ci/run` runs them.
 
-mod common;
-
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use common::*;
+use crate::common::*;
 
 /// The README's bound on resident memory under these attacks.
 const RSS_BOUND_MIB: u64 = 128;

@@ -2,11 +2,9 @@
 //! was sent and parses strictly as the Prometheus text format; `/healthz`; the certificate
 //! expiry follows a SIGHUP reload; a crowd on the admin port never reaches the TLS listener.
 
-mod common;
-
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::*;
+use crate::common::*;
 
 fn req(seq: u64) -> String {
     format!(r#"{{"sequence":{seq},"request":{{"Method":"GET","RequestURI":"/api/v1/x"}}}}"#)
@@ -368,7 +366,7 @@ fn a_bad_admin_address_stops_the_start() {
 }
 
 mod parser {
-    use super::common::prom::parse;
+    use crate::common::prom::parse;
 
     #[test]
     fn the_parser_refuses_what_prometheus_would() {

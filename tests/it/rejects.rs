@@ -1,11 +1,9 @@
 //! `--rejects FILE`: every refused body (400, 413, 415, 422) kept as one NDJSON line with time,
 //! peer, status, reason and the body, as text or base64; a 413 keeps the first max-body bytes.
 
-mod common;
-
 use std::io::Write;
 
-use common::*;
+use crate::common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_refused_body_is_kept_with_why() {

@@ -1,9 +1,7 @@
 //! Correlation by `sequence` and duplicate suppression, seen from outside: retries are written
 //! once, and the shutdown summary counts exactly what a simulated sensor did.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 fn req(seq: u64, note: &str) -> String {
     format!(

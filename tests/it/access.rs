@@ -1,14 +1,12 @@
 //! Who may connect: the allowlist (checked before the handshake) and client certificates
 //! (mTLS), each tested from real sockets.
 
-mod common;
-
 use std::sync::Arc;
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::net::TcpSocket;
 
-use common::*;
+use crate::common::*;
 
 /// A POST from `source` (an address of this machine) to the daemon; None when refused.
 async fn post_from(source: &str, addr: std::net::SocketAddr, ca: &CertificateDer<'static>) -> Option<u16> {

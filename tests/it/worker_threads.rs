@@ -2,11 +2,9 @@
 //! the CPUs by default), the start line says so, and the daemon serves with any of them — one
 //! worker with fsync on included, where each sync moves the worker's other work to a new thread.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 fn says_workers(stderr: &str, n: usize) -> bool {
     let words = if n == 1 {

@@ -1,8 +1,6 @@
 //! `--annotate`: `_received_at` (RFC 3339, UTC, milliseconds) and `_peer` as the last members.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn annotations_are_the_last_members() {

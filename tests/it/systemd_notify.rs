@@ -3,14 +3,12 @@
 //! real SIGHUP and READY=1 after it, STOPPING=1 at SIGTERM, WATCHDOG=1 at half of WATCHDOG_USEC
 //! (and none when WATCHDOG_PID names another process).
 
-mod common;
-
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 /// Every datagram the socket receives, as text, in order.
 fn collect(socket: UnixDatagram) -> mpsc::Receiver<String> {

@@ -2,13 +2,11 @@
 //! `curl`; ECDSA by default, RSA on request; signing with an existing CA; no overwriting
 //! without `--force`.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 fn tool(name: &str) -> bool {
     Command::new(name)

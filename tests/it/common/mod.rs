@@ -20,8 +20,8 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-pub const REQUEST_FIXTURE: &str = include_str!("../fixtures/request.json");
-pub const RESPONSE_FIXTURE: &str = include_str!("../fixtures/response.json");
+pub const REQUEST_FIXTURE: &str = include_str!("../../fixtures/request.json");
+pub const RESPONSE_FIXTURE: &str = include_str!("../../fixtures/response.json");
 
 /// A directory removed when dropped.
 pub struct TempDir(pub PathBuf);
@@ -185,12 +185,12 @@ pub fn clean_env(mut cmd: Command) -> Command {
     cmd
 }
 
-/// The socket-activation launcher (`tests/socket_activate.py`) with its socket specs, for
+/// The socket-activation launcher (`common/socket_activate.py`) with its socket specs, for
 /// [`Start::start_via`]: `["tls=127.0.0.1:0", "admin=127.0.0.1:0"]`.
 pub fn socket_activate(specs: &[&str]) -> Vec<String> {
     let mut v = vec![
         python3(),
-        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/socket_activate.py").to_string(),
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/common/socket_activate.py").to_string(),
     ];
     v.extend(specs.iter().map(|s| s.to_string()));
     v.push("--".into());

@@ -3,13 +3,11 @@
 //! that is not up yet, or that answers 503 while its disk is full, still gets everything once;
 //! refusals and bad arguments give the documented exit codes.
 
-mod common;
-
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 fn daemon_writing_to(certs: &Certs, out: &Path) -> Daemon {
     Start::new(certs)

@@ -2,8 +2,6 @@
 //! move-and-SIGHUP under load, a certificate swapped on disk, stdout whose reader goes away.
 //! Every record answered `200` is in the output exactly once and whole; nothing else is.
 
-mod common;
-
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -11,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 /// A record of about `size` bytes, identified by `id`.
 fn record(id: u64, size: usize) -> String {

@@ -1,10 +1,8 @@
 //! Every status code of the TLS listener, each from a real request over real TLS.
 
-mod common;
-
 use std::io::Write;
 
-use common::*;
+use crate::common::*;
 
 fn minified(pretty: &str) -> String {
     let v: serde_json::Value = serde_json::from_str(pretty).unwrap();

@@ -2,13 +2,11 @@
 //! those numbers; `--normalize` of a Go-program log is what the daemon writes, and passes;
 //! `--pairs` joins each exchange; a large log is read in flat memory.
 
-mod common;
-
 use std::io::{BufWriter, Write};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 fn req(seq: u64, tag: &str) -> String {
     format!(

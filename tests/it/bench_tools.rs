@@ -6,14 +6,12 @@
 //! The programs are cargo examples, built by `cargo test` with the tests. Each child is reaped
 //! when its test ends, failed or not.
 
-mod common;
-
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 /// target/debug/examples/NAME, beside this test's own binary.
 fn example(name: &str) -> PathBuf {
