@@ -161,7 +161,7 @@ fn the_ceiling_serves_the_load_tool_and_stops_on_sigterm() {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
     });
     assert!(up, "the ceiling did not listen");
-    assert_eq!(runtime_threads(ceiling.id()), 3);
+    assert_eq!(runtime_threads(ceiling.id(), 3), 3);
     let s = load(
         &certs.ca,
         &format!("https://127.0.0.1:{port}/log"),

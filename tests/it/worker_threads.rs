@@ -35,7 +35,7 @@ async fn the_setting_sets_the_runtime_s_workers() {
     for (i, (start, workers)) in cases.into_iter().enumerate() {
         let out = dir.join(&format!("out-{i}.ndjson"));
         let d = start.args(["--output", out.to_str().unwrap()]).start();
-        assert_eq!(runtime_threads(d.child.id()), workers, "case {i}");
+        assert_eq!(runtime_threads(d.child.id(), workers), workers, "case {i}");
         assert!(says_workers(&d.stderr(), workers), "case {i}: {}", d.stderr());
         let mut c = Client::h1(d.addr, &certs.ca_der).await;
         for sequence in 1..=20 {

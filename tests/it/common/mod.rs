@@ -606,13 +606,23 @@ pub fn run(args: &[&str], stdin: &[u8]) -> std::process::Output {
     out
 }
 
-/// Threads of `pid` that tokio named (its workers; its blocking threads, none yet at start).
-pub fn runtime_threads(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/task"))
-        .unwrap()
-        .filter_map(|t| std::fs::read_to_string(t.unwrap().path().join("comm")).ok())
-        .filter(|name| name.trim() == "tokio-rt-worker")
-        .count()
+/// Threads of `pid` that tokio named (its workers; its blocking threads, none yet at start), once
+/// there are `expected` of them (and, 100 ms later, still no more) or after 5 s. A thread takes
+/// its name when it first runs, which on a busy machine can be after the start line.
+pub fn runtime_threads(pid: u32, expected: usize) -> usize {
+    let count = || {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.unwrap().path().join("comm")).ok())
+            .filter(|name| name.trim() == "tokio-rt-worker")
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while count() != expected && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    count()
 }
 
 /// A port nobody listens on right now.
