@@ -50,14 +50,8 @@ async fn the_allowlist_refuses_exactly_who_it_should() {
     assert!(stderr.contains("not allowed 2,"), "{stderr}");
 }
 
-/// A CA and a client certificate it signed, for `cn`.
-fn client_identity(
-    cn: &str,
-) -> (
-    CertificateDer<'static>,
-    Vec<CertificateDer<'static>>,
-    PrivateKeyDer<'static>,
-) {
+/// A CA (as PEM) and a client certificate it signed, for `cn`.
+fn client_identity(cn: &str) -> (String, Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
     let ca_key = rcgen::KeyPair::generate().unwrap();
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
@@ -76,7 +70,7 @@ fn client_identity(
     params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
     let cert = params.signed_by(&key, &ca).unwrap();
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-    (ca.der().clone(), vec![cert.der().clone()], key)
+    (ca.pem(), vec![cert.der().clone()], key)
 }
 
 async fn post_with_identity(
@@ -112,11 +106,7 @@ async fn client_certificates_are_required_and_named_in_annotations() {
     let (sensor_ca, chain, key) = client_identity("sensor-1");
     let (_, other_chain, other_key) = client_identity("intruder");
     let ca_file = dir.join("clients-ca.pem");
-    let pem = format!(
-        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
-        ml_api_logger::rejects::base64(&sensor_ca)
-    );
-    std::fs::write(&ca_file, pem).unwrap();
+    std::fs::write(&ca_file, sensor_ca).unwrap();
     let out = dir.join("out.ndjson");
     let d = Start::new(&certs)
         .args(["--output", out.to_str().unwrap(), "--annotate"])

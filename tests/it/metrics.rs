@@ -231,26 +231,11 @@ async fn fsync_sync_latency_and_a_failed_handshake_are_counted() {
     d.stop();
 }
 
-/// Writes a CA and a server certificate for localhost valid `days` days to `dir`.
-fn certificate_for(dir: &std::path::Path, days: u32) {
-    let made = ml_api_logger::certs::generate::generate(&ml_api_logger::certs::generate::CertRequest {
-        hosts: vec!["localhost".into()],
-        ips: vec!["127.0.0.1".parse().unwrap()],
-        days,
-    })
-    .unwrap();
-    ml_api_logger::certs::generate::write_files(dir, &made, true).unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn certificate_expiry_follows_a_reload() {
     let dir = TempDir::new("metrics-reload");
-    let certs = make_certs(dir.path());
     // Start with one that expires in 10 days: a warning at start.
-    let soon = TempDir::new("metrics-reload-soon");
-    certificate_for(soon.path(), 10);
-    std::fs::copy(soon.join("server.crt"), &certs.cert).unwrap();
-    std::fs::copy(soon.join("server.key"), &certs.key).unwrap();
+    let certs = certificate(dir.path(), 10);
     let d = Start::new(&certs).args(["--admin-addr", "127.0.0.1:0"]).start();
     let warned = ["expires in 9 days", "expires in 10 days"]
         .iter()
@@ -262,11 +247,9 @@ async fn certificate_expiry_follows_a_reload() {
         .get("ml_api_logger_certificate_expiry_timestamp_seconds", &[]);
     assert!((before - (now() + 10.0 * DAY)).abs() < DAY, "{before}");
 
-    // A renewed certificate, loaded by SIGHUP: the gauge follows, and no warning this time.
-    let fresh = TempDir::new("metrics-reload-new");
-    certificate_for(fresh.path(), 400);
-    std::fs::copy(fresh.join("server.crt"), &certs.cert).unwrap();
-    std::fs::copy(fresh.join("server.key"), &certs.key).unwrap();
+    // A renewed certificate in its place, loaded by SIGHUP: the gauge follows, and no warning
+    // this time.
+    certificate(dir.path(), 400);
     d.signal("HUP");
     assert!(d.wait_for_log("certificate reloaded", Duration::from_secs(10)));
     let after = scrape(admin)

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -54,7 +55,7 @@ impl Drop for TempDir {
     }
 }
 
-/// A CA and a server certificate for localhost, 127.0.0.1 and ::1, valid 90 days, written to `dir`.
+/// The certificate files `ml_api_logger cert` wrote into a directory, for [`Start::new`].
 pub struct Certs {
     pub ca: PathBuf,
     pub cert: PathBuf,
@@ -62,17 +63,42 @@ pub struct Certs {
     pub ca_der: CertificateDer<'static>,
 }
 
+/// A CA and a server certificate for localhost, 127.0.0.1 and ::1, valid 90 days (well past the
+/// 30-day expiry warning, so a test's stderr holds no warning about it), written to `dir`.
 pub fn make_certs(dir: &Path) -> Certs {
-    let req = ml_api_logger::certs::generate::CertRequest {
-        hosts: vec!["localhost".into()],
-        ips: vec!["127.0.0.1".parse().unwrap(), "::1".parse().unwrap()],
-        // Well past the 30-day expiry warning, so a test's stderr holds no warning about it.
-        days: 90,
-    };
-    let g = ml_api_logger::certs::generate::generate(&req).unwrap();
-    ml_api_logger::certs::generate::write_files(dir, &g, true).unwrap();
+    certificate(dir, 90)
+}
+
+/// `ml_api_logger cert`, as a user makes certificates: for localhost, 127.0.0.1 and ::1, valid
+/// `days` days, into `dir` (replacing what is there).
+pub fn certificate(dir: &Path, days: u32) -> Certs {
+    let out = command()
+        .args([
+            "cert",
+            "--host",
+            "localhost",
+            "--ip",
+            "127.0.0.1",
+            "--ip",
+            "::1",
+            "--force",
+        ])
+        .args(["--days", &days.to_string(), "--out"])
+        .arg(dir)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ml_api_logger cert: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    certs_in(dir)
+}
+
+/// The certificate files `ml_api_logger cert` wrote into `dir`.
+pub fn certs_in(dir: &Path) -> Certs {
     let ca = dir.join("serverca.crt");
-    use rustls::pki_types::pem::PemObject;
     let ca_der = CertificateDer::from_pem_file(&ca).unwrap();
     Certs {
         ca,
@@ -571,19 +597,6 @@ pub async fn scrape(addr: SocketAddr) -> prom::Scrape {
         "text/plain; version=0.0.4; charset=utf-8"
     );
     prom::parse(&r.body).unwrap_or_else(|e| panic!("not Prometheus text: {e}\n{}", r.body))
-}
-
-/// The certificate files `ml_api_logger cert` wrote into `dir`, for [`Start::new`].
-pub fn certs_in(dir: &Path) -> Certs {
-    use rustls::pki_types::pem::PemObject;
-    let ca = dir.join("serverca.crt");
-    let ca_der = CertificateDer::from_pem_file(&ca).unwrap();
-    Certs {
-        ca,
-        cert: dir.join("server.crt"),
-        key: dir.join("server.key"),
-        ca_der,
-    }
 }
 
 /// Runs the binary to completion with `args`, feeding `stdin`.
