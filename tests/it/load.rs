@@ -5,15 +5,18 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use crate::common::*;
 
-/// A conforming request record of about `size` bytes, identified by `id`.
+/// A conforming request record of about `size` bytes, pretty-printed, identified by `id`.
 fn record(id: u64, size: usize) -> String {
     let pad = "x".repeat(size.saturating_sub(200));
-    format!(
-        "{{\n  \"sequence\": {id},\n  \"request\": {{\"Method\": \"POST\", \"RequestURI\": \"/api/v1/metrics\"}},\n  \"request_body\": {{\"pad\": \"{pad}\", \"id\": {id}}}\n}}"
-    )
+    request(id)
+        .method("POST")
+        .uri("/api/v1/metrics")
+        .body(serde_json::json!({"pad": pad, "id": id}))
+        .pretty()
 }
 
 fn size_for(i: u64) -> usize {
@@ -95,19 +98,14 @@ async fn client_task(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_clients_every_acknowledged_record_once_and_whole() {
-    let dir = TempDir::new("load");
-    let certs = make_certs(dir.path());
-    let out = dir.join("out.ndjson");
-    let d = Start::new(&certs)
-        .args(["--output", out.to_str().unwrap()])
-        .start();
+    let s = serve_to_file("load", |s| s);
     let acked = Arc::new(Mutex::new(HashMap::new()));
     let no_errors = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
     for w in 0..24 {
         tasks.push(tokio::spawn(client_task(
-            d.addr,
-            certs.ca_der.clone(),
+            s.daemon.addr,
+            s.certs.ca_der.clone(),
             w,
             60,
             acked.clone(),
@@ -117,28 +115,23 @@ async fn concurrent_clients_every_acknowledged_record_once_and_whole() {
     for t in tasks {
         t.await.unwrap();
     }
-    let (code, _) = d.stop();
+    let (code, _) = s.daemon.stop();
     assert_eq!(code, 0);
     let acked = acked.lock().unwrap().clone();
     assert_eq!(acked.len(), 24 * 60);
-    assert_eq!(verify(&out, &acked), 24 * 60);
+    assert_eq!(verify(&s.out, &acked), 24 * 60);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_in_the_middle_of_load_keeps_every_acknowledged_record() {
-    let dir = TempDir::new("load-term");
-    let certs = make_certs(dir.path());
-    let out = dir.join("out.ndjson");
-    let d = Start::new(&certs)
-        .args(["--output", out.to_str().unwrap(), "--fsync", "on"])
-        .start();
+    let s = serve_to_file("load-term", |s| s.args(["--fsync", "on"]));
     let acked = Arc::new(Mutex::new(HashMap::new()));
     let errors_expected = Arc::new(AtomicBool::new(true));
     let mut tasks = Vec::new();
     for w in 0..16 {
         tasks.push(tokio::spawn(client_task(
-            d.addr,
-            certs.ca_der.clone(),
+            s.daemon.addr,
+            s.certs.ca_der.clone(),
             w,
             1_000_000,
             acked.clone(),
@@ -147,16 +140,17 @@ async fn sigterm_in_the_middle_of_load_keeps_every_acknowledged_record() {
     }
     // Let the load build up, then stop the daemon under it.
     while acked.lock().unwrap().len() < 300 {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let stopping = tokio::task::spawn_blocking(move || d.stop());
+    let daemon = s.daemon;
+    let stopping = tokio::task::spawn_blocking(move || daemon.stop());
     let (code, stderr) = stopping.await.unwrap();
     assert_eq!(code, 0, "{stderr}");
     for t in tasks {
         t.await.unwrap();
     }
     let acked = acked.lock().unwrap().clone();
-    let written = verify(&out, &acked);
+    let written = verify(&s.out, &acked);
     assert!(written >= acked.len());
     assert!(stderr.contains("SIGTERM: stopping"), "{stderr}");
 }

@@ -6,14 +6,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::common::*;
 
-fn req(seq: u64) -> String {
-    format!(r#"{{"sequence":{seq},"request":{{"Method":"GET","RequestURI":"/api/v1/x"}}}}"#)
-}
-
-fn resp(seq: u64) -> String {
-    format!(r#"{{"sequence":{seq},"response_status_code":200}}"#)
-}
-
 fn now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -25,14 +17,12 @@ const DAY: f64 = 86_400.0;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_count_equals_what_was_sent() {
-    let dir = TempDir::new("metrics");
-    let certs = make_certs(dir.path());
-    let out = dir.join("out.ndjson");
-    let d = Start::new(&certs)
-        .args(["--output", out.to_str().unwrap(), "--admin-addr", "127.0.0.1:0"])
-        .start();
-    let admin = d.admin_addr();
-    assert!(d.stderr().contains(&format!("admin http://{admin}/metrics")));
+    let s = serve_to_file("metrics", |s| s.args(["--admin-addr", "127.0.0.1:0"]));
+    let admin = s.daemon.admin_addr();
+    assert!(s
+        .daemon
+        .stderr()
+        .contains(&format!("admin http://{admin}/metrics")));
 
     // Before any traffic.
     let m = scrape(admin).await;
@@ -66,12 +56,12 @@ async fn every_count_equals_what_was_sent() {
     }
 
     // Part one: 5 requests and 3 of their responses, one record per POST, on one connection.
-    let mut c = Client::h1(d.addr, &certs.ca_der).await;
+    let mut c = s.h1().await;
     for seq in 1..=5 {
-        assert_eq!(c.post(req(seq)).await.status, 200);
+        assert_eq!(c.post(request(seq)).await.status, 200);
     }
     for seq in 1..=3 {
-        assert_eq!(c.post(resp(seq)).await.status, 200);
+        assert_eq!(c.post(response(seq)).await.status, 200);
     }
     let m = scrape(admin).await;
     let records = |m: &prom::Scrape, kind, outcome| {
@@ -92,24 +82,27 @@ async fn every_count_equals_what_was_sent() {
     assert_eq!(m.n("ml_api_logger_output_batch_records_sum", &[]), 8);
     assert_eq!(
         m.n("ml_api_logger_output_bytes_total", &[]),
-        std::fs::metadata(&out).unwrap().len()
+        std::fs::metadata(&s.out).unwrap().len()
     );
 
     // Part two, on a second connection over HTTP/2: a batch, a retry, a record that does not
     // conform, an orphan response, and refusals.
-    let mut c2 = Client::h2(d.addr, &certs.ca_der).await;
-    assert_eq!(c2.post(format!("[{},{}]", req(6), resp(6))).await.status, 200);
-    assert_eq!(c2.post(req(1)).await.json()["duplicates"], 1);
-    assert_eq!(c2.post(resp(6)).await.json()["duplicates"], 1);
+    let mut c2 = s.h2().await;
+    assert_eq!(
+        c2.post(format!("[{},{}]", request(6), response(6))).await.status,
+        200
+    );
+    assert_eq!(c2.post(request(1)).await.json()["duplicates"], 1);
+    assert_eq!(c2.post(response(6)).await.json()["duplicates"], 1);
     assert_eq!(
         c2.post(r#"{"note":"no sequence"}"#).await.json()["nonconforming"],
         1
     );
-    assert_eq!(c2.post(resp(99)).await.status, 200);
+    assert_eq!(c2.post(response(99)).await.status, 200);
     assert_eq!(c2.post("not json").await.status, 400);
     assert_eq!(c2.post("[]").await.status, 400);
     let r = c2
-        .request("POST", "/log", &[("content-encoding", "br")], req(7))
+        .request("POST", "/log", &[("content-encoding", "br")], request(7))
         .await;
     assert_eq!(r.status, 415);
     assert_eq!(c2.request("GET", "/log", &[], "").await.status, 405);
@@ -168,7 +161,7 @@ async fn every_count_equals_what_was_sent() {
     );
     // Every record written went through the writer in some batch; every batch was timed.
     let written = 6 + 5 + 1;
-    assert_eq!(std::fs::read_to_string(&out).unwrap().lines().count(), written);
+    assert_eq!(std::fs::read_to_string(&s.out).unwrap().lines().count(), written);
     assert_eq!(m.n("ml_api_logger_output_batch_records_sum", &[]), written as u64);
     let batches = m.n("ml_api_logger_output_write_batches_total", &[]);
     assert!((1..=written as u64).contains(&batches), "{batches}");
@@ -181,7 +174,7 @@ async fn every_count_equals_what_was_sent() {
     assert_eq!(m.n("ml_api_logger_output_queue_bytes", &[]), 0);
     assert_eq!(
         m.n("ml_api_logger_output_bytes_total", &[]),
-        std::fs::metadata(&out).unwrap().len()
+        std::fs::metadata(&s.out).unwrap().len()
     );
     assert_eq!(
         m.n("ml_api_logger_connections_refused_total", &[("reason", "tls")]),
@@ -194,28 +187,24 @@ async fn every_count_equals_what_was_sent() {
     assert_eq!(http_get(admin, "HEAD", "/metrics").await.status, 200);
     assert_eq!(http_get(admin, "POST", "/metrics").await.status, 405);
     assert_eq!(http_get(admin, "GET", "/log").await.status, 404);
-    let (code, _) = d.stop();
+    let (code, _) = s.daemon.stop();
     assert_eq!(code, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fsync_sync_latency_and_a_failed_handshake_are_counted() {
-    let dir = TempDir::new("metrics-fsync");
-    let certs = make_certs(dir.path());
-    let out = dir.join("out.ndjson");
-    let d = Start::new(&certs)
-        .args(["--output", out.to_str().unwrap(), "--fsync", "on"])
-        .env("LOGGER_ADMIN_ADDR", "127.0.0.1:0")
-        .start();
-    let admin = d.admin_addr();
-    let mut c = Client::h1(d.addr, &certs.ca_der).await;
+    let s = serve_to_file("metrics-fsync", |s| {
+        s.args(["--fsync", "on"]).env("LOGGER_ADMIN_ADDR", "127.0.0.1:0")
+    });
+    let admin = s.daemon.admin_addr();
+    let mut c = s.h1().await;
     for seq in 1..=3 {
-        assert_eq!(c.post(req(seq)).await.status, 200);
+        assert_eq!(c.post(request(seq)).await.status, 200);
     }
     // Plain HTTP on the TLS port: a failed handshake.
     {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut tcp = tokio::net::TcpStream::connect(d.addr).await.unwrap();
+        let mut tcp = tokio::net::TcpStream::connect(s.daemon.addr).await.unwrap();
         tcp.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
         let mut sink = Vec::new();
         let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut sink)).await;
@@ -228,7 +217,7 @@ async fn fsync_sync_latency_and_a_failed_handshake_are_counted() {
         1
     );
     assert_eq!(m.n("ml_api_logger_connections_total", &[]), 2);
-    d.stop();
+    s.daemon.stop();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -262,13 +251,8 @@ async fn certificate_expiry_follows_a_reload() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crowd_on_the_admin_port_never_reaches_the_tls_listener() {
-    let dir = TempDir::new("metrics-crowd");
-    let certs = make_certs(dir.path());
-    let out = dir.join("out.ndjson");
-    let d = Start::new(&certs)
-        .args(["--output", out.to_str().unwrap(), "--admin-addr", "127.0.0.1:0"])
-        .start();
-    let admin = d.admin_addr();
+    let s = serve_to_file("metrics-crowd", |s| s.args(["--admin-addr", "127.0.0.1:0"]));
+    let admin = s.daemon.admin_addr();
     // More idle connections than the admin cap (32), each holding half a request head.
     let mut crowd = Vec::new();
     for _ in 0..40 {
@@ -278,9 +262,9 @@ async fn a_crowd_on_the_admin_port_never_reaches_the_tls_listener() {
         crowd.push(tcp);
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let mut c = Client::h1(d.addr, &certs.ca_der).await;
+    let mut c = s.h1().await;
     for seq in 1..=20 {
-        assert_eq!(c.post(req(seq)).await.status, 200);
+        assert_eq!(c.post(request(seq)).await.status, 200);
     }
     drop(crowd);
     // Once they are gone the admin port answers again.
@@ -301,7 +285,7 @@ async fn a_crowd_on_the_admin_port_never_reaches_the_tls_listener() {
         ),
         20
     );
-    let (code, _) = d.stop();
+    let (code, _) = s.daemon.stop();
     assert_eq!(code, 0);
 }
 

