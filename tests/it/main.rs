@@ -28,5 +28,24 @@ mod send;
 mod settings_errors;
 mod socket_activation;
 mod systemd_notify;
+mod trust;
 mod vendor_workflow;
 mod worker_threads;
+
+/// Every integration test is in this binary. A `.rs` file directly in `tests/`, or a
+/// `tests/DIR/main.rs`, would be a test binary of its own (Cargo finds them): make it a module here.
+#[test]
+fn no_other_test_binary() {
+    let tests = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
+    let others: Vec<_> = std::fs::read_dir(&tests)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|p| {
+            p.extension().is_some_and(|e| e == "rs") || (p.join("main.rs").is_file() && !p.ends_with("it"))
+        })
+        .collect();
+    assert!(
+        others.is_empty(),
+        "{others:?}: make each a module of tests/it/main.rs"
+    );
+}
