@@ -508,15 +508,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::net::tests::limits;
     use std::time::Duration;
-
-    fn limits() -> Limits {
-        Limits {
-            header_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(60),
-            ..Limits::default()
-        }
-    }
 
     #[tokio::test(start_paused = true)]
     async fn phases_and_their_deadlines() {

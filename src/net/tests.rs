@@ -129,7 +129,8 @@ async fn until_closed(tls: &mut tokio_rustls::client::TlsStream<TcpStream>) -> (
     }
 }
 
-fn limits() -> Limits {
+/// A 10 s header deadline and a 60 s idle timeout, the defaults, spelled out for the tests.
+pub(super) fn limits() -> Limits {
     Limits {
         header_timeout: Duration::from_secs(10),
         idle_timeout: Duration::from_secs(60),
