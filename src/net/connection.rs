@@ -10,8 +10,9 @@
 //! request, so it cannot tell "slow head" from "idle". This module tracks the phase itself: the
 //! IO wrapper notices the first byte of a new request head, the service notices when a request
 //! starts and ends, and the watchdog closes a connection whose head is late (header timeout) or
-//! that has had no request for too long (idle timeout). An HTTP/2 connection has no heads, but
-//! its preface and first request must arrive within the header deadline from the handshake.
+//! that has had no request for too long (idle timeout). An HTTP/2 connection has no heads: its
+//! preface, read here before hyper sees the connection, must arrive within the header deadline,
+//! and bytes that are not a preface get a GOAWAY.
 //! The phase is a few atomics that requests set without waking anyone; the watchdog looks at
 //! it on its own timer. Failures stay inside the connection.
 
@@ -94,6 +95,9 @@ impl Protocols {
             // The watchdog below enforces the header deadline; hyper's timer would also cut idle
             // keep-alive connections at the header timeout.
             .header_read_timeout(None)
+            // The head's own limit (431): the read buffer's limit alone is not exact, since one
+            // read can fill past it and the whole head then parses.
+            .max_header_size(64 << 10)
             .max_buf_size(64 << 10)
             .keep_alive(true);
         let mut http2 = http2::Builder::new(TokioExecutor::new());
@@ -139,7 +143,36 @@ pub async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
             return;
         }
     };
+    let mut tls = tls;
     let protocol = Protocol::from_alpn(tls.get_ref().1.alpn_protocol());
+    if protocol == Protocol::Http2 {
+        // The preface is read here, under the header deadline, so that bytes that are not one
+        // get an HTTP/2 GOAWAY (hyper's HTTP/2 server just drops the connection).
+        match tokio::time::timeout(limits.header_timeout, read_preface(&mut tls)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(PrefaceError::Mismatch)) => {
+                tracing::debug!(%peer, "closed: not an HTTP/2 connection preface after ALPN h2");
+                refuse_preface(&mut tls).await;
+                return;
+            }
+            Ok(Err(PrefaceError::Io(e))) => {
+                tracing::debug!(%peer, "connection ended in the HTTP/2 preface: {e}");
+                return;
+            }
+            Err(_) => {
+                Stats::add(&shared.stats.timeouts, 1);
+                if let Some(n) = HEADER_TIMEOUT_LOG.check() {
+                    tracing::info!(
+                        %peer,
+                        "closed: HTTP/2 preface not received within {:?}{}",
+                        limits.header_timeout,
+                        suppressed_note(n)
+                    );
+                }
+                return;
+            }
+        }
+    }
     // With --client-ca, the handshake has verified this certificate; its subject is who sent.
     let client: Option<Arc<str>> = tls
         .get_ref()
@@ -151,13 +184,18 @@ pub async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
     if let Some(client) = &client {
         tracing::debug!(%peer, "client certificate {client}");
     }
-    // HTTP/2: the preface and the first request are the connection's "head".
-    let state = Arc::new(Phase::new(protocol == Protocol::Http2));
+    let state = Arc::new(Phase::new());
     let io = TokioIo::new(Tracked {
         inner: tls,
         state: state.clone(),
         // An HTTP/2 connection reads control frames at any time; only HTTP/1 has a "head".
         track_heads: protocol == Protocol::Http1,
+        // The HTTP/2 preface, read above, is given to hyper again.
+        replay: if protocol == Protocol::Http2 {
+            PREFACE.len()
+        } else {
+            0
+        },
     });
     let service = {
         let state = state.clone();
@@ -258,6 +296,50 @@ async fn watch<C>(
     }
 }
 
+/// The HTTP/2 client connection preface (RFC 9113, section 3.4).
+const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Why an HTTP/2 connection did not start.
+enum PrefaceError {
+    /// The bytes are not the preface.
+    Mismatch,
+    /// The connection failed or closed.
+    Io(std::io::Error),
+}
+
+/// Reads the HTTP/2 preface, no byte more, refusing at the first byte that differs.
+async fn read_preface<S: AsyncRead + Unpin>(io: &mut S) -> Result<(), PrefaceError> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; PREFACE.len()];
+    let mut have = 0;
+    while have < PREFACE.len() {
+        let n = io.read(&mut buf[have..]).await.map_err(PrefaceError::Io)?;
+        if n == 0 {
+            return Err(PrefaceError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+        }
+        if buf[have..have + n] != PREFACE[have..have + n] {
+            return Err(PrefaceError::Mismatch);
+        }
+        have += n;
+    }
+    Ok(())
+}
+
+/// Answers bytes that are not an HTTP/2 preface as RFC 9113 (section 3.4) asks: the server's
+/// preface (an empty SETTINGS frame), then GOAWAY with PROTOCOL_ERROR, then a TLS close.
+async fn refuse_preface<S: AsyncWrite + Unpin>(io: &mut S) {
+    use tokio::io::AsyncWriteExt;
+    const SETTINGS: [u8; 9] = [0, 0, 0, 0x4, 0, 0, 0, 0, 0];
+    // Length 8, type GOAWAY, no flags, stream 0; last stream 0, error PROTOCOL_ERROR (1).
+    const GOAWAY: [u8; 17] = [0, 0, 8, 0x7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+    let write = async {
+        io.write_all(&SETTINGS).await?;
+        io.write_all(&GOAWAY).await?;
+        io.shutdown().await
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), write).await;
+}
+
 /// Where a connection is between requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PhaseKind {
@@ -279,12 +361,10 @@ struct Phase {
 }
 
 impl Phase {
-    /// A new connection's phase: idle, or (`head`) waiting for its first request's head.
-    fn new(head: bool) -> Phase {
-        let kind = if head { PhaseKind::Head } else { PhaseKind::Idle };
+    fn new() -> Phase {
         Phase {
             born: Instant::now(),
-            kind: AtomicU8::new(kind as u8),
+            kind: AtomicU8::new(PhaseKind::Idle as u8),
             since_ms: AtomicU64::new(0),
             in_flight: AtomicU32::new(0),
         }
@@ -369,6 +449,8 @@ struct Tracked<S> {
     inner: S,
     state: Arc<Phase>,
     track_heads: bool,
+    /// Bytes of [`PREFACE`] still to give to the reader before the stream's own.
+    replay: usize,
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
@@ -377,6 +459,13 @@ impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
+        if self.replay > 0 {
+            let from = PREFACE.len() - self.replay;
+            let n = self.replay.min(buf.remaining());
+            buf.put_slice(&PREFACE[from..from + n]);
+            self.replay -= n;
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
         let result = Pin::new(&mut self.inner).poll_read(cx, buf);
         if self.track_heads && buf.filled().len() > before {
@@ -419,20 +508,13 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::net::tests::limits;
     use std::time::Duration;
-
-    fn limits() -> Limits {
-        Limits {
-            header_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(60),
-            ..Limits::default()
-        }
-    }
 
     #[tokio::test(start_paused = true)]
     async fn phases_and_their_deadlines() {
         let l = limits();
-        let p = Arc::new(Phase::new(false));
+        let p = Arc::new(Phase::new());
         assert_eq!(p.kind(), PhaseKind::Idle);
         tokio::time::advance(Duration::from_secs(59)).await;
         assert_eq!(p.expired(&l), None);

@@ -344,6 +344,9 @@ pub fn server_config(
     };
     let mut config = builder.with_cert_resolver(store);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // The server's order of cipher suites (the provider's: AES-256-GCM first), as TLS scanners
+    // expect of a server; key exchange groups already follow the server's order.
+    config.ignore_client_order = true;
     Ok(Arc::new(config))
 }
 
@@ -441,5 +444,12 @@ mod tests {
             .to_string()
             .contains("not an X.509 certificate"));
         let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn the_post_quantum_hybrid_comes_first_then_the_classical_groups() {
+        let names: Vec<_> = provider().kx_groups.iter().map(|g| g.name()).collect();
+        use rustls::NamedGroup::*;
+        assert_eq!(names, [X25519MLKEM768, X25519, secp256r1, secp384r1]);
     }
 }

@@ -61,40 +61,29 @@ pub struct RequestRecord<'a> {
 }
 
 /// `request`: Go's `http.Request`, as the sensor serializes it.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RequestInfo<'a> {
     /// `Method`, required.
-    #[serde(rename = "Method", borrow)]
     pub method: Cow<'a, str>,
     /// `RequestURI`, required.
-    #[serde(rename = "RequestURI", borrow)]
     pub request_uri: Cow<'a, str>,
     /// `Host`.
-    #[serde(rename = "Host", borrow, default)]
     pub host: Option<Cow<'a, str>>,
     /// `RemoteAddr`.
-    #[serde(rename = "RemoteAddr", borrow, default)]
     pub remote_addr: Option<Cow<'a, str>>,
     /// `TLSVersion`, e.g. `TLS1.2`.
-    #[serde(rename = "TLSVersion", borrow, default)]
     pub tls_version: Option<Cow<'a, str>>,
     /// `Proto`, e.g. `HTTP/1.1`.
-    #[serde(rename = "Proto", borrow, default)]
     pub proto: Option<Cow<'a, str>>,
     /// `ContentLength`; Go uses -1 for unknown.
-    #[serde(rename = "ContentLength", default)]
     pub content_length: Option<i64>,
     /// `TransferEncoding`: null, a string, or a list of strings.
-    #[serde(rename = "TransferEncoding", default)]
     pub transfer_encoding: Option<StringOrList>,
     /// `Header`: name → list of values (null for a nil map).
-    #[serde(rename = "Header", default)]
     pub header: Option<HeaderMap>,
     /// `Close`.
-    #[serde(rename = "Close", default)]
     pub close: Option<bool>,
     /// `Trailer`: null, a string, or a header map.
-    #[serde(rename = "Trailer", default)]
     pub trailer: Option<Trailer>,
 }
 
@@ -131,20 +120,265 @@ impl fmt::Display for Nonconformity {
 }
 
 /// Every documented top-level field; anything else is ignored here and kept in the output.
-#[derive(Deserialize)]
 struct Envelope<'a> {
-    #[serde(default)]
     sequence: Option<u64>,
-    #[serde(borrow, default)]
     request: Option<RequestInfo<'a>>,
-    #[serde(default, deserialize_with = "present")]
     request_body: bool,
-    #[serde(default)]
     response_status_code: Option<StatusCode>,
-    #[serde(default)]
     response_headers: Option<HeaderMap>,
-    #[serde(default, deserialize_with = "present")]
     response_body: bool,
+}
+
+/// The top-level names [`Envelope`] reads, in the order of [`Envelope::deserialize`]'s match.
+const ENVELOPE: &[&str] = &[
+    "sequence",
+    "request",
+    "request_body",
+    "response_status_code",
+    "response_headers",
+    "response_body",
+];
+
+/// The names of `request` that [`RequestInfo`] reads.
+const REQUEST_INFO: &[&str] = &[
+    "Method",
+    "RequestURI",
+    "Host",
+    "RemoteAddr",
+    "TLSVersion",
+    "Proto",
+    "ContentLength",
+    "TransferEncoding",
+    "Header",
+    "Close",
+    "Trailer",
+];
+
+/// A member name: the index of a documented one in `names`, or `None` for any other.
+///
+/// Names are read as bytes, so an unknown name is never the record's fault — not even one whose
+/// escapes make no Unicode text (a lone surrogate, `"\uDFAA"`), which no Rust string can hold.
+struct FieldSeed(&'static [&'static str]);
+
+impl<'de> de::DeserializeSeed<'de> for FieldSeed {
+    type Value = Option<usize>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<usize>, D::Error> {
+        d.deserialize_bytes(self)
+    }
+}
+
+impl Visitor<'_> for FieldSeed {
+    type Value = Option<usize>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a member name")
+    }
+    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Option<usize>, E> {
+        Ok(self.0.iter().position(|n| n.as_bytes() == v))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Option<usize>, E> {
+        self.visit_bytes(v.as_bytes())
+    }
+}
+
+/// Separates a field's name from the error of its value in an error message; [`explain`] turns
+/// the names into the dotted path (`request.Method`).
+const PATH_SEP: char = '\u{1f}';
+
+/// Prefixes a value's error with its field's name.
+fn at<E: de::Error>(field: &'static str) -> impl FnOnce(E) -> E {
+    move |e| E::custom(format_args!("{field}{PATH_SEP}{e}"))
+}
+
+/// Sets a member once; a second occurrence is a `duplicate field` error, as serde's derive says.
+fn once<T, E: de::Error>(slot: &mut Option<T>, name: &'static str, value: T) -> Result<(), E> {
+    if slot.is_some() {
+        return Err(E::duplicate_field(name));
+    }
+    *slot = Some(value);
+    Ok(())
+}
+
+impl<'de> Deserialize<'de> for Envelope<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Envelope<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a record (a JSON object)")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Envelope<'de>, A::Error> {
+                let (mut sequence, mut request, mut request_body) = (None, None, None);
+                let (mut status, mut headers, mut response_body) = (None, None, None);
+                while let Some(field) = map.next_key_seed(FieldSeed(ENVELOPE))? {
+                    match field {
+                        Some(0) => once(
+                            &mut sequence,
+                            "sequence",
+                            map.next_value::<Option<u64>>().map_err(at("sequence"))?,
+                        )?,
+                        Some(1) => once(
+                            &mut request,
+                            "request",
+                            map.next_value::<Option<RequestInfo<'de>>>()
+                                .map_err(at("request"))?,
+                        )?,
+                        Some(2) => once(
+                            &mut request_body,
+                            "request_body",
+                            map.next_value::<IgnoredAny>().map_err(at("request_body"))?,
+                        )?,
+                        Some(3) => once(
+                            &mut status,
+                            "response_status_code",
+                            map.next_value::<Option<StatusCode>>()
+                                .map_err(at("response_status_code"))?,
+                        )?,
+                        Some(4) => once(
+                            &mut headers,
+                            "response_headers",
+                            map.next_value::<Option<HeaderMap>>()
+                                .map_err(at("response_headers"))?,
+                        )?,
+                        Some(5) => once(
+                            &mut response_body,
+                            "response_body",
+                            map.next_value::<IgnoredAny>().map_err(at("response_body"))?,
+                        )?,
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(Envelope {
+                    sequence: sequence.flatten(),
+                    request: request.flatten(),
+                    request_body: request_body.is_some(),
+                    response_status_code: status.flatten(),
+                    response_headers: headers.flatten(),
+                    response_body: response_body.is_some(),
+                })
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for RequestInfo<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RequestInfo<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object (Go's http.Request)")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RequestInfo<'de>, A::Error> {
+                let (mut method, mut uri, mut host, mut remote, mut tls, mut proto) =
+                    (None, None, None, None, None, None);
+                let (mut length, mut encoding, mut header, mut close, mut trailer) =
+                    (None, None, None, None, None);
+                while let Some(field) = map.next_key_seed(FieldSeed(REQUEST_INFO))? {
+                    match field {
+                        Some(0) => once(
+                            &mut method,
+                            "Method",
+                            map.next_value::<Text<'de>>().map_err(at("Method"))?.0,
+                        )?,
+                        Some(1) => once(
+                            &mut uri,
+                            "RequestURI",
+                            map.next_value::<Text<'de>>().map_err(at("RequestURI"))?.0,
+                        )?,
+                        Some(2) => once(
+                            &mut host,
+                            "Host",
+                            map.next_value::<Option<Text<'de>>>().map_err(at("Host"))?,
+                        )?,
+                        Some(3) => once(
+                            &mut remote,
+                            "RemoteAddr",
+                            map.next_value::<Option<Text<'de>>>().map_err(at("RemoteAddr"))?,
+                        )?,
+                        Some(4) => once(
+                            &mut tls,
+                            "TLSVersion",
+                            map.next_value::<Option<Text<'de>>>().map_err(at("TLSVersion"))?,
+                        )?,
+                        Some(5) => once(
+                            &mut proto,
+                            "Proto",
+                            map.next_value::<Option<Text<'de>>>().map_err(at("Proto"))?,
+                        )?,
+                        Some(6) => once(
+                            &mut length,
+                            "ContentLength",
+                            map.next_value::<Option<i64>>().map_err(at("ContentLength"))?,
+                        )?,
+                        Some(7) => once(
+                            &mut encoding,
+                            "TransferEncoding",
+                            map.next_value::<Option<StringOrList>>()
+                                .map_err(at("TransferEncoding"))?,
+                        )?,
+                        Some(8) => once(
+                            &mut header,
+                            "Header",
+                            map.next_value::<Option<HeaderMap>>().map_err(at("Header"))?,
+                        )?,
+                        Some(9) => once(
+                            &mut close,
+                            "Close",
+                            map.next_value::<Option<bool>>().map_err(at("Close"))?,
+                        )?,
+                        Some(10) => once(
+                            &mut trailer,
+                            "Trailer",
+                            map.next_value::<Option<Trailer>>().map_err(at("Trailer"))?,
+                        )?,
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(RequestInfo {
+                    method: method.ok_or_else(|| at::<A::Error>("Method")(de::Error::custom("missing")))?,
+                    request_uri: uri
+                        .ok_or_else(|| at::<A::Error>("RequestURI")(de::Error::custom("missing")))?,
+                    host: host.flatten().map(|t| t.0),
+                    remote_addr: remote.flatten().map(|t| t.0),
+                    tls_version: tls.flatten().map(|t| t.0),
+                    proto: proto.flatten().map(|t| t.0),
+                    content_length: length.flatten(),
+                    transfer_encoding: encoding.flatten(),
+                    header: header.flatten(),
+                    close: close.flatten(),
+                    trailer: trailer.flatten(),
+                })
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// A string field's text, borrowed from the record when it has no escapes.
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Text<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_str(V)
+    }
 }
 
 /// Checks one record's JSON text (a JSON object) against the format.
@@ -182,30 +416,84 @@ pub fn check(json: &str) -> Result<Record<'_>, Nonconformity> {
     }
 }
 
+/// The field and reason of a record that failed [`check`]'s parse.
 fn explain(json: &str) -> Nonconformity {
-    let mut de = serde_json::Deserializer::from_str(json);
-    match serde_path_to_error::deserialize::<_, Envelope<'_>>(&mut de) {
-        Ok(_) => Nonconformity {
-            field: String::new(),
-            reason: "not a valid record".into(),
-        },
-        Err(e) => {
-            let field = e.path().to_string();
-            let mut reason = e.into_inner().to_string();
-            if let Some(at) = reason.rfind(" at line ") {
-                reason.truncate(at);
-            }
-            Nonconformity {
-                field: if field == "." { String::new() } else { field },
-                reason,
+    let e = match serde_json::from_str::<Envelope<'_>>(json) {
+        Ok(_) => {
+            return Nonconformity {
+                field: String::new(),
+                reason: "not a valid record".into(),
             }
         }
+        Err(e) => e,
+    };
+    let (line, column) = (e.line(), e.column());
+    let mut message = e.to_string();
+    if let Some(at) = message.rfind(" at line ") {
+        message.truncate(at);
+    }
+    // Field names first, each followed by PATH_SEP; the reason last (it may hold anything).
+    let mut path = Vec::new();
+    let mut rest = message.as_str();
+    while let Some((name, tail)) = rest.split_once(PATH_SEP) {
+        if !(ENVELOPE.contains(&name) || REQUEST_INFO.contains(&name)) {
+            break;
+        }
+        path.push(name);
+        rest = tail;
+    }
+    let reason = if rest.contains("surrogate") || rest.contains("end of hex escape") {
+        surrogate_reason(json, line, column).unwrap_or_else(|| rest.to_string())
+    } else {
+        rest.to_string()
+    };
+    Nonconformity {
+        field: path.join("."),
+        reason,
     }
 }
 
-/// Deserializes any value and records only that it was there.
-fn present<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
-    IgnoredAny::deserialize(d).map(|_| true)
+/// What is wrong with the `\u` escape just before `line:column`: half of a surrogate pair alone,
+/// which no Unicode text can hold (serde_json calls both cases "leading").
+fn surrogate_reason(json: &str, line: usize, column: usize) -> Option<String> {
+    let start = json
+        .split_inclusive('\n')
+        .take(line.saturating_sub(1))
+        .map(str::len)
+        .sum::<usize>();
+    let end = (start + column).min(json.len());
+    let before = json.get(..end)?;
+    let at = before.rfind("\\u")?;
+    let hex = json.get(at + 2..at + 6)?;
+    let unit = u16::from_str_radix(hex, 16).ok()?;
+    match unit {
+        0xD800..=0xDBFF => Some(format!(
+            "lone leading surrogate \\u{hex} in a string: the first half of a pair with no second half"
+        )),
+        0xDC00..=0xDFFF => {
+            // After a leading half, this is the pair's second escape that did not fit it.
+            let pair = json.get(at.checked_sub(6)?..at).filter(|p| p.starts_with("\\u"));
+            match pair.and_then(|p| u16::from_str_radix(&p[2..], 16).ok()) {
+                Some(0xD800..=0xDBFF) => None,
+                _ => Some(format!(
+                    "lone trailing surrogate \\u{hex} in a string: the second half of a pair with no first half"
+                )),
+            }
+        }
+        _ => {
+            // `\uD800\u0041`: the error is at the escape after a leading half.
+            let lead = json
+                .get(at.checked_sub(6)?..at)
+                .filter(|p| p.starts_with("\\u"))?;
+            let lead_hex = &lead[2..];
+            match u16::from_str_radix(lead_hex, 16).ok()? {
+                0xD800..=0xDBFF => Some(format!(
+                    "lone leading surrogate \\u{lead_hex} in a string: followed by \\u{hex}, not by the second half of a pair"
+                )),
+                _ => None,
+            }
+        }
+    }
 }
 
 /// `response_status_code`: an integer 100–599, or a string holding one (the page's example).
@@ -311,7 +599,8 @@ impl<'de> Visitor<'de> for HeaderMapVisitor {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<HeaderMap, A::Error> {
         let mut len = 0;
-        while map.next_key::<AnyStr>()?.is_some() {
+        // Header names are read as bytes: any name is the sensor's business.
+        while map.next_key_seed(FieldSeed(&[]))?.is_some() {
             map.next_value::<StringList>()?;
             len += 1;
         }
@@ -428,7 +717,10 @@ mod tests {
         assert!(
             problem(r#"{"sequence":1.5,"response_status_code":200}"#).starts_with("sequence: invalid type")
         );
-        assert!(problem(r#"{"sequence":1,"request":{"RequestURI":"/"}}"#).contains("missing field `Method`"));
+        assert_eq!(
+            problem(r#"{"sequence":1,"request":{"RequestURI":"/"}}"#),
+            "request.Method: missing"
+        );
         assert!(
             problem(r#"{"sequence":1,"request":{"Method":7,"RequestURI":"/"}}"#)
                 .starts_with("request.Method: invalid type")
@@ -456,5 +748,36 @@ mod tests {
         assert!(
             problem(r#"{"sequence":1,"sequence":2,"response_status_code":200}"#).contains("duplicate field")
         );
+    }
+
+    #[test]
+    fn unknown_names_are_never_the_records_fault() {
+        // A lone surrogate escape in a name no Rust string can hold: still just an unknown name.
+        for json in [
+            r#"{"sequence":1,"\uDFAA":1,"request":{"Method":"GET","RequestURI":"/"}}"#,
+            r#"{"sequence":1,"request":{"Method":"GET","RequestURI":"/","\uD800":[1]}}"#,
+            r#"{"sequence":1,"request":{"Method":"GET","RequestURI":"/","Header":{"\uDFAA":["x"]}}}"#,
+            r#"{"sequence":1,"response_status_code":200,"response_body":{"\uDFAA":1}}"#,
+        ] {
+            check(json).unwrap_or_else(|e| panic!("{json}: {e}"));
+        }
+    }
+
+    #[test]
+    fn a_lone_surrogate_in_a_documented_string_is_named_exactly() {
+        assert_eq!(
+            problem(r#"{"sequence":1,"request":{"Method":"\uDFAA","RequestURI":"/"}}"#),
+            r"request.Method: lone trailing surrogate \uDFAA in a string: the second half of a pair with no first half"
+        );
+        assert_eq!(
+            problem(r#"{"sequence":1,"request":{"Method":"GET","RequestURI":"\uD800"}}"#),
+            r"request.RequestURI: lone leading surrogate \uD800 in a string: the first half of a pair with no second half"
+        );
+        assert_eq!(
+            problem("{\n  \"sequence\": 1,\n  \"request\": {\"Method\": \"x\\uD800\\u0041\", \"RequestURI\": \"/\"}\n}"),
+            r"request.Method: lone leading surrogate \uD800 in a string: followed by \u0041, not by the second half of a pair"
+        );
+        // A proper pair is fine.
+        check(r#"{"sequence":1,"request":{"Method":"\uD83D\uDE00","RequestURI":"/"}}"#).unwrap();
     }
 }
