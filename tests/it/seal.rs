@@ -3,14 +3,12 @@
 //! the files is reported by file and lines; a stolen state cannot rewrite what was sealed before
 //! it was stolen. Time is compressed with the test-only `LOGGER_SEAL_INTERVAL`.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use ml_api_logger::seal::{seal_path_for, SealKind, Sealer};
 
 /// The interval between seals in these tests: a "minute" of 40 ms.
