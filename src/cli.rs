@@ -5,7 +5,9 @@
 
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use crate::commands::{cert::CertArgs, completions::CompletionsArgs, inspect::InspectArgs, send::SendArgs};
+use crate::commands::{
+    cert::CertArgs, completions::CompletionsArgs, inspect::InspectArgs, report::ReportArgs, send::SendArgs,
+};
 use crate::settings::ServeArgs;
 
 /// The command line: `ml_api_logger [FLAGS]` is the same as `ml_api_logger serve [FLAGS]`.
@@ -36,6 +38,8 @@ pub enum Command {
     Send(SendArgs),
     /// Summarize a log (any size, any form): conformance, pairs, duplicates, sequences; or pair or normalize it.
     Inspect(InspectArgs),
+    /// Write the audit report of logs: one self-contained HTML page a person reads in a browser.
+    Report(ReportArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions(CompletionsArgs),
     /// Print the manual page (roff): ml_api_logger man > ml_api_logger.1

@@ -16,11 +16,14 @@
 //! - [`record`] — the record format and conformance, and the one-pass check of the common record.
 //! - [`json`] — JSON text as bytes: scanning, minifying, streaming the records of a log.
 //! - [`correlate`] — requests matched with responses, duplicates, bounded aging tables.
+//! - [`summary`] — what a log holds, counted record by record: shared by `inspect` and `report`.
+//! - [`report`] — the audit report: what a log shows gathered, then written as one HTML page.
 //! - [`output`] — one writer at a time: gathered writes, fsync, rollback, torn-tail recovery.
 //! - [`rejects`] — the file of refused bodies.
 //! - [`observe`] — counters, metrics, diagnostics, time formats.
 //! - [`certs`] — certificates made (the embedded default, `cert`), described, and trusted by `send`.
-//! - [`commands`] — the operator's other commands: `cert`, `send`, `inspect`, `completions`, `man`.
+//! - [`commands`] — the operator's other commands: `cert`, `send`, `inspect`, `report`,
+//!   `completions`, `man`.
 
 #![forbid(unsafe_code)]
 
@@ -37,4 +40,6 @@ pub mod observe;
 pub mod output;
 pub mod record;
 pub mod rejects;
+pub mod report;
 pub mod settings;
+pub mod summary;

@@ -1,5 +1,5 @@
 //! The `ml_api_logger` binary: parses arguments, then runs the daemon or one of the operator's
-//! commands (`cert`, `send`, `inspect`, `completions`, `man`).
+//! commands (`cert`, `send`, `inspect`, `report`, `completions`, `man`).
 
 #![forbid(unsafe_code)]
 
@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::CommandFactory;
 use ml_api_logger::cli::{self, Cli, Command};
-use ml_api_logger::commands::{cert, completions, inspect, man, send};
+use ml_api_logger::commands::{cert, completions, inspect, man, report, send};
 use ml_api_logger::daemon::{self, activation};
 use ml_api_logger::observe::diagnostics;
 use ml_api_logger::settings::Settings;
@@ -20,6 +20,7 @@ fn main() -> ExitCode {
         Some(Command::Cert(args)) => return cert::run(args),
         Some(Command::Send(args)) => return send::run(args),
         Some(Command::Inspect(args)) => return inspect::run(args),
+        Some(Command::Report(args)) => return report::run(args),
         Some(Command::Completions(args)) => return completions::run(args, Cli::command()),
         Some(Command::Man) => return man::run(Cli::command()),
     };

@@ -1,9 +1,10 @@
 //! The operator's commands besides the daemon, one module each: `cert`, `send`, `inspect`,
-//! `completions` and `man`, and the progress line the long ones show on a terminal.
+//! `report`, `completions` and `man`, and the progress line the long ones show on a terminal.
 
 pub mod cert;
 pub mod completions;
 pub mod inspect;
 pub mod man;
 pub mod progress;
+pub mod report;
 pub mod send;
