@@ -473,6 +473,19 @@ fn bad_arguments_and_stdout() {
     let html = String::from_utf8(out.stdout).unwrap();
     assert!(html.starts_with("<!DOCTYPE html>") && html.ends_with("</html>\n"));
     assert_self_contained(&html);
+    // A sealed file, and the tail a crash cut short kept beside it: both on the first screen.
+    std::fs::write(dir.join("log.ndjson.seal"), "").unwrap();
+    std::fs::write(dir.join("log.ndjson.partial"), "{\"sequence\":2,\n").unwrap();
+    let out = run(
+        &["report", "--out", "-", "--key", "k", log.to_str().unwrap()],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let html = String::from_utf8(out.stdout).unwrap();
+    let first = &html[..html.find("id=\"sensors\"").unwrap()];
+    assert!(first.contains("Seals not checked"), "{first}");
+    assert!(first.contains("15 B cut short by a crash"), "{first}");
+    assert!(html.contains("sealed, not checked"));
     let help = run(&["report", "--help"], b"");
     let help = String::from_utf8_lossy(&help.stdout);
     for word in ["--out", "--key", "--title", "data-count", "bounded memory"] {

@@ -456,9 +456,9 @@ impl Collector {
         out
     }
 
-    /// How many sensors were seen (those past the cap counted as one).
-    pub fn sensor_count(&self) -> usize {
-        self.sensors.len()
+    /// How many sensors were seen, and whether there were more (past the cap, not told apart).
+    pub fn sensor_count(&self) -> (usize, bool) {
+        (self.sensor_ids.len(), self.others.is_some())
     }
 
     /// Seconds per timeline bucket, and the first and last bucket (indexes at that width).

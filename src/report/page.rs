@@ -232,18 +232,25 @@ fn first_screen(h: &mut String, input: &PageInput<'_>) {
     card(h, "requests", s.requests, "requests sent");
     card(h, "responses", s.responses, "responses received");
     card(h, "pairs", s.pairs, "exchanges matched");
-    card(
-        h,
-        "distinct_request_uris",
-        s.distinct_request_uris,
-        "distinct URIs",
-    );
-    let sensors = c.sensor_count();
+    // Past the caps the numbers are lower bounds: "10,000+".
+    let more = |m: bool| if m { "+" } else { "" };
     let _ = write!(
         h,
-        r#"<div class="card"><div class="n">{}</div><div class="k">{}</div></div>"#,
+        r#"<div class="card"><div class="n"><span data-count="distinct_request_uris">{}</span>{}</div><div class="k">distinct URIs</div></div>"#,
+        thousands(s.distinct_request_uris),
+        more(s.other_request_uris > 0)
+    );
+    let (sensors, past_cap) = c.sensor_count();
+    let _ = write!(
+        h,
+        r#"<div class="card"><div class="n">{}{}</div><div class="k">{}</div></div>"#,
         thousands(sensors as u64),
-        if sensors == 1 { "sensor" } else { "sensors" }
+        more(past_cap),
+        if sensors == 1 && !past_cap {
+            "sensor"
+        } else {
+            "sensors"
+        }
     );
     let _ = write!(
         h,
