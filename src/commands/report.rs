@@ -47,8 +47,8 @@ pub struct ReportArgs {
     /// Where to write the page ("-": standard output)
     #[arg(long, short, value_name = "FILE", default_value = "report.html")]
     pub out: PathBuf,
-    /// Seal verification key (the line `seal-keys` printed, or a file holding it): checks the
-    /// .seal file beside each log
+    /// Seal verification key (the line `seal-keys` printed, or a file holding it), to check the
+    /// .seal file beside each log; this build reports sealed files as not checked
     #[arg(long, value_name = "KEY")]
     pub key: Option<String>,
     /// The page's heading
