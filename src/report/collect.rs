@@ -565,6 +565,10 @@ impl Collector {
                 .find(|w| *w > self.width_s)
                 .unwrap_or(self.width_s.saturating_mul(2));
             let factor = next / self.width_s;
+            if factor < 2 {
+                // The widest bucket there is (never reached by real times: they span ±10,000 years).
+                break;
+            }
             self.width_s = next;
             for s in &mut self.sensors {
                 let old = std::mem::take(&mut s.series);

@@ -85,6 +85,61 @@ pub fn seal_status(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::collect::Collector;
+    use crate::report::page::{render, PageInput};
+    use crate::summary::{Inspector, Mode};
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever text a log holds where the page shows it (URI, method, sensor names, header
+        /// names, times), the page is made without a panic and shows it only as text.
+        #[test]
+        fn any_text_from_the_log_is_only_text(
+            uri in "\\PC{0,40}",
+            method in "\\PC{0,12}",
+            peer in "\\PC{0,30}",
+            client in proptest::option::of("\\PC{0,30}"),
+            header in "\\PC{0,20}",
+            at in "\\PC{0,30}",
+            status in 0u32..1000,
+        ) {
+            // Each begins with markup the page itself never holds, so it must be escaped.
+            let (uri, method, peer, header) = (
+                format!("/<x-{uri}"),
+                format!("<x-{method}"),
+                format!("<x-{peer}"),
+                format!("<x-{header}"),
+            );
+            let client = client.map(|c| format!("<x-{c}"));
+            let s = |t: &str| serde_json::to_string(t).unwrap();
+            let client = client.map(|c| format!(",\"_client\":{}", s(&c))).unwrap_or_default();
+            let req = format!(
+                r#"{{"sequence":1,"request":{{"Method":{},"RequestURI":{},"Header":{{{}:["[redacted hmac:0123456789abcdef]"]}}}},"request_body":{{}},"_received_at":{},"_peer":{}{client}}}"#,
+                s(&method), s(&uri), s(&header), s(&at), s(&peer)
+            );
+            let resp = format!(
+                r#"{{"sequence":1,"response_status_code":{status},"response_body":[],"_received_at":"2025-11-30T08:00:00.250Z","_peer":{}{client}}}"#,
+                s(&peer)
+            );
+            let mut i = Inspector::with_observer(Mode::Summary, 10, 100, Collector::new());
+            i.observer_mut().begin_file("<f>", None, true, Some(3));
+            for (n, r) in [req, resp].iter().enumerate() {
+                i.record("<f>", n as u64 + 1, r.as_bytes(), &mut std::io::sink()).unwrap();
+            }
+            let (summary, collector) = i.finish(0);
+            let page = render(&PageInput {
+                title: &uri,
+                generated_ms: 0,
+                summary: &summary,
+                collector: &collector,
+                seals: &[seal_status(true, false, None)],
+            });
+            prop_assert_eq!(page.matches("<script").count(), 1);
+            prop_assert!(!page.contains("<f>"));
+            prop_assert!(!page.contains("<x-"), "text from the log unescaped");
+            prop_assert_eq!(collector.marks_total, 1);
+        }
+    }
 
     #[test]
     fn the_seal_hook_says_what_was_checked() {
