@@ -95,6 +95,9 @@ impl Protocols {
             // The watchdog below enforces the header deadline; hyper's timer would also cut idle
             // keep-alive connections at the header timeout.
             .header_read_timeout(None)
+            // The head's own limit (431): the read buffer's limit alone is not exact, since one
+            // read can fill past it and the whole head then parses.
+            .max_header_size(64 << 10)
             .max_buf_size(64 << 10)
             .keep_alive(true);
         let mut http2 = http2::Builder::new(TokioExecutor::new());
@@ -505,15 +508,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::net::tests::limits;
     use std::time::Duration;
-
-    fn limits() -> Limits {
-        Limits {
-            header_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(60),
-            ..Limits::default()
-        }
-    }
 
     #[tokio::test(start_paused = true)]
     async fn phases_and_their_deadlines() {

@@ -9,3 +9,6 @@ pub mod connection;
 pub mod listener;
 pub mod log_limit;
 pub mod tls;
+
+#[cfg(test)]
+mod tests;

@@ -1,19 +1,11 @@
 //! `--annotate`: `_received_at` (RFC 3339, UTC, milliseconds) and `_peer` as the last members.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn annotations_are_the_last_members() {
-    let dir = TempDir::new("annotate");
-    let certs = make_certs(dir.path());
-    let out = dir.join("out.ndjson");
-    let d = Start::new(&certs)
-        .args(["--output", out.to_str().unwrap()])
-        .env("LOGGER_ANNOTATE", "1")
-        .start();
-    let mut c = Client::h1(d.addr, &certs.ca_der).await;
+    let s = serve_to_file("annotate", |s| s.env("LOGGER_ANNOTATE", "1"));
+    let mut c = s.h1().await;
     assert_eq!(
         c.post(format!("[{REQUEST_FIXTURE}, {RESPONSE_FIXTURE}]"))
             .await
@@ -22,8 +14,8 @@ async fn annotations_are_the_last_members() {
     );
     // A retry is still recognised, though its annotations would differ.
     assert_eq!(c.post(REQUEST_FIXTURE).await.json()["duplicates"], 1);
-    d.stop();
-    let text = std::fs::read_to_string(&out).unwrap();
+    s.daemon.stop();
+    let text = std::fs::read_to_string(&s.out).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 2);
     for line in &lines {

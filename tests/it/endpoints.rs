@@ -1,26 +1,13 @@
 //! Every status code of the TLS listener, each from a real request over real TLS.
 
-mod common;
-
 use std::io::Write;
 
-use common::*;
-
-fn minified(pretty: &str) -> String {
-    let v: serde_json::Value = serde_json::from_str(pretty).unwrap();
-    // serde_json keeps member order only with preserve_order; compare parsed values instead.
-    serde_json::to_string(&v).unwrap()
-}
+use crate::common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_single_batch_and_ndjson_are_written_one_per_line() {
-    let dir = TempDir::new("ep-ok");
-    let certs = make_certs(dir.path());
-    let out = dir.join("out.ndjson");
-    let d = Start::new(&certs)
-        .args(["--output", out.to_str().unwrap()])
-        .start();
-    let mut c = Client::h1(d.addr, &certs.ca_der).await;
+    let s = serve_to_file("ep-ok", |s| s);
+    let mut c = s.h1().await;
 
     let r = c.post(REQUEST_FIXTURE).await;
     assert_eq!((r.status, r.json()), (200, serde_json::json!({"accepted": 1})));
@@ -40,12 +27,12 @@ async fn records_single_batch_and_ndjson_are_written_one_per_line() {
     assert_eq!(c.post(ndjson).await.json(), serde_json::json!({"accepted": 2}));
 
     // HTTP/2 on the same listener.
-    let mut c2 = Client::h2(d.addr, &certs.ca_der).await;
+    let mut c2 = s.h2().await;
     assert_eq!(c2.post(seq(REQUEST_FIXTURE, 305)).await.status, 200);
 
-    let (code, _) = d.stop();
+    let (code, _) = s.daemon.stop();
     assert_eq!(code, 0);
-    let text = std::fs::read_to_string(&out).unwrap();
+    let text = std::fs::read_to_string(&s.out).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 7);
     let req: serde_json::Value = serde_json::from_str(REQUEST_FIXTURE).unwrap();
@@ -65,31 +52,21 @@ async fn records_single_batch_and_ndjson_are_written_one_per_line() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spelling_and_unknown_fields_are_kept_exactly() {
-    let dir = TempDir::new("ep-exact");
-    let certs = make_certs(dir.path());
-    let out = dir.join("out.ndjson");
-    let d = Start::new(&certs)
-        .args(["--output", out.to_str().unwrap()])
-        .start();
-    let mut c = Client::h1(d.addr, &certs.ca_der).await;
+    let s = serve_to_file("ep-exact", |s| s);
+    let mut c = s.h1().await;
     let body = "{ \"zeta\" : 1.50E+2, \"sequence\" : 7 ,\n \"response_status_code\": 200, \"s\": \"a  b\\u00e9\\\"\", \"new\": {\"x\": [ ]} }";
     assert_eq!(c.post(body).await.status, 200);
-    d.stop();
+    s.daemon.stop();
     assert_eq!(
-        std::fs::read_to_string(&out).unwrap(),
+        std::fs::read_to_string(&s.out).unwrap(),
         "{\"zeta\":1.50E+2,\"sequence\":7,\"response_status_code\":200,\"s\":\"a  b\\u00e9\\\"\",\"new\":{\"x\":[]}}\n"
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_have_precise_statuses_and_json_errors() {
-    let dir = TempDir::new("ep-refuse");
-    let certs = make_certs(dir.path());
-    let out = dir.join("out.ndjson");
-    let d = Start::new(&certs)
-        .args(["--output", out.to_str().unwrap(), "--max-body", "64KiB"])
-        .start();
-    let mut c = Client::h1(d.addr, &certs.ca_der).await;
+    let s = serve_to_file("ep-refuse", |s| s.args(["--max-body", "64KiB"]));
+    let mut c = s.h1().await;
 
     let error_of = |r: &Reply| r.json()["error"].as_str().unwrap().to_string();
 
@@ -108,7 +85,7 @@ async fn refusals_have_precise_statuses_and_json_errors() {
     }
 
     // 405 with Allow, 404, healthz.
-    let mut fresh = Client::h1(d.addr, &certs.ca_der).await;
+    let mut fresh = s.h1().await;
     let r = fresh.request("GET", "/log", &[], "").await;
     assert_eq!((r.status, r.headers["allow"].to_str().unwrap()), (405, "POST"));
     let r = fresh.request("PUT", "/log", &[], "{}").await;
@@ -122,11 +99,10 @@ async fn refusals_have_precise_statuses_and_json_errors() {
     assert_eq!(r.status, 200);
 
     // 413: declared too large, and sent chunked too large.
-    let big = format!(
-        "{{\"sequence\":1,\"response_status_code\":200,\"pad\":\"{}\"}}",
-        "x".repeat(70 << 10)
-    );
-    let mut c = Client::h1(d.addr, &certs.ca_der).await;
+    let big = response(1)
+        .body(serde_json::json!({"pad": "x".repeat(70 << 10)}))
+        .to_string();
+    let mut c = s.h1().await;
     let r = c.post(big.clone()).await;
     assert_eq!(r.status, 413);
     assert!(error_of(&r).contains("65536-byte limit"));
@@ -136,7 +112,7 @@ async fn refusals_have_precise_statuses_and_json_errors() {
     gz.write_all(big.as_bytes()).unwrap();
     let small = gz.finish().unwrap();
     assert!(small.len() < 64 << 10);
-    let mut c = Client::h1(d.addr, &certs.ca_der).await;
+    let mut c = s.h1().await;
     let r = c
         .request("POST", "/log", &[("content-encoding", "gzip")], small)
         .await;
@@ -152,7 +128,7 @@ async fn refusals_have_precise_statuses_and_json_errors() {
         r.headers["connection"], "close",
         "the unread body ends the connection"
     );
-    let mut c = Client::h1(d.addr, &certs.ca_der).await;
+    let mut c = s.h1().await;
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     gz.write_all(REQUEST_FIXTURE.as_bytes()).unwrap();
     let r = c
@@ -185,26 +161,20 @@ async fn refusals_have_precise_statuses_and_json_errors() {
     assert_eq!(r.status, 200);
     assert_eq!(r.json(), serde_json::json!({"accepted": 1, "nonconforming": 1}));
 
-    let (code, stderr) = d.stop();
+    let (code, stderr) = s.daemon.stop();
     assert_eq!(code, 0);
     assert!(
         stderr.contains("WARN") && stderr.contains("peer=127.0.0.1:"),
         "{stderr}"
     );
-    let lines = read_ndjson(&out);
+    let lines = read_ndjson(&s.out);
     assert_eq!(lines.len(), 3, "only the accepted records are written");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strict_mode_refuses_nonconforming_records_and_whole_batches() {
-    let dir = TempDir::new("ep-strict");
-    let certs = make_certs(dir.path());
-    let out = dir.join("out.ndjson");
-    let d = Start::new(&certs)
-        .args(["--output", out.to_str().unwrap()])
-        .env("LOGGER_STRICT", "yes")
-        .start();
-    let mut c = Client::h2(d.addr, &certs.ca_der).await;
+    let s = serve_to_file("ep-strict", |s| s.env("LOGGER_STRICT", "yes"));
+    let mut c = s.h2().await;
     let r = c.post(r#"{"sequence":1,"request":{"Method":"GET"}}"#).await;
     assert_eq!(r.status, 422);
     let err = r.json()["error"].as_str().unwrap().to_string();
@@ -224,8 +194,8 @@ async fn strict_mode_refuses_nonconforming_records_and_whole_batches() {
 
     let r = c.post(REQUEST_FIXTURE).await;
     assert_eq!(r.status, 200);
-    d.stop();
-    let lines = read_ndjson(&out);
+    s.daemon.stop();
+    let lines = read_ndjson(&s.out);
     assert_eq!(lines.len(), 1, "nothing of a refused batch is written");
 }
 

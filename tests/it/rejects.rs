@@ -1,29 +1,19 @@
 //! `--rejects FILE`: every refused body (400, 413, 415, 422) kept as one NDJSON line with time,
 //! peer, status, reason and the body, as text or base64; a 413 keeps the first max-body bytes.
 
-mod common;
-
 use std::io::Write;
 
-use common::*;
+use crate::common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_refused_body_is_kept_with_why() {
-    let dir = TempDir::new("rejects");
-    let certs = make_certs(dir.path());
-    let out = dir.join("out.ndjson");
-    let rejects = dir.join("rejects.ndjson");
-    let d = Start::new(&certs)
-        .args([
-            "--output",
-            out.to_str().unwrap(),
-            "--max-body",
-            "1KiB",
-            "--strict",
-        ])
-        .env("LOGGER_REJECTS", rejects.to_str().unwrap())
-        .start();
-    let mut c = Client::h1(d.addr, &certs.ca_der).await;
+    let kept = TempDir::new("rejects-kept");
+    let rejects = kept.join("rejects.ndjson");
+    let s = serve_to_file("rejects", |s| {
+        s.args(["--max-body", "1KiB", "--strict"])
+            .env("LOGGER_REJECTS", rejects.to_str().unwrap())
+    });
+    let mut c = s.h1().await;
     assert_eq!(c.post("{\"sequence\": oops}").await.status, 400);
     assert_eq!(c.post(vec![0xffu8, 0xfe, b'{']).await.status, 400);
     assert_eq!(
@@ -34,7 +24,7 @@ async fn every_refused_body_is_kept_with_why() {
     );
     let big = format!("{{\"pad\":\"{}\"}}", "z".repeat(3000));
     assert_eq!(c.post(big.clone()).await.status, 413);
-    let mut c = Client::h2(d.addr, &certs.ca_der).await;
+    let mut c = s.h2().await;
     let r = c
         .request("POST", "/log", &[("content-encoding", "br")], "{\"a\":1}")
         .await;
@@ -51,7 +41,7 @@ async fn every_refused_body_is_kept_with_why() {
         .await;
     assert_eq!(r.status, 400);
     assert_eq!(c.post(REQUEST_FIXTURE).await.status, 200);
-    let (code, _) = d.stop();
+    let (code, _) = s.daemon.stop();
     assert_eq!(code, 0);
 
     let lines = read_ndjson(&rejects);
@@ -72,7 +62,7 @@ async fn every_refused_body_is_kept_with_why() {
     // The decoded body is what is kept: what the sender meant.
     assert_eq!(lines[5]["body"], "[1]");
     assert_eq!(
-        read_ndjson(&out).len(),
+        read_ndjson(&s.out).len(),
         1,
         "refused bodies never reach the output"
     );

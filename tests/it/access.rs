@@ -1,14 +1,12 @@
 //! Who may connect: the allowlist (checked before the handshake) and client certificates
 //! (mTLS), each tested from real sockets.
 
-mod common;
-
 use std::sync::Arc;
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::net::TcpSocket;
 
-use common::*;
+use crate::common::*;
 
 /// A POST from `source` (an address of this machine) to the daemon; None when refused.
 async fn post_from(source: &str, addr: std::net::SocketAddr, ca: &CertificateDer<'static>) -> Option<u16> {
@@ -52,14 +50,8 @@ async fn the_allowlist_refuses_exactly_who_it_should() {
     assert!(stderr.contains("not allowed 2,"), "{stderr}");
 }
 
-/// A CA and a client certificate it signed, for `cn`.
-fn client_identity(
-    cn: &str,
-) -> (
-    CertificateDer<'static>,
-    Vec<CertificateDer<'static>>,
-    PrivateKeyDer<'static>,
-) {
+/// A CA (as PEM) and a client certificate it signed, for `cn`.
+fn client_identity(cn: &str) -> (String, Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
     let ca_key = rcgen::KeyPair::generate().unwrap();
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
@@ -78,7 +70,7 @@ fn client_identity(
     params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
     let cert = params.signed_by(&key, &ca).unwrap();
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-    (ca.der().clone(), vec![cert.der().clone()], key)
+    (ca.pem(), vec![cert.der().clone()], key)
 }
 
 async fn post_with_identity(
@@ -109,42 +101,30 @@ async fn post_with_identity(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_certificates_are_required_and_named_in_annotations() {
-    let dir = TempDir::new("mtls");
-    let certs = make_certs(dir.path());
     let (sensor_ca, chain, key) = client_identity("sensor-1");
     let (_, other_chain, other_key) = client_identity("intruder");
-    let ca_file = dir.join("clients-ca.pem");
-    let pem = format!(
-        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
-        ml_api_logger::rejects::base64(&sensor_ca)
-    );
-    std::fs::write(&ca_file, pem).unwrap();
-    let out = dir.join("out.ndjson");
-    let d = Start::new(&certs)
-        .args(["--output", out.to_str().unwrap(), "--annotate"])
-        .env("LOGGER_CLIENT_CA", ca_file.to_str().unwrap())
-        .start();
+    let clients = TempDir::new("mtls-clients");
+    let ca_file = clients.join("clients-ca.pem");
+    std::fs::write(&ca_file, sensor_ca).unwrap();
+    let s = serve_to_file("mtls", |s| {
+        s.arg("--annotate")
+            .env("LOGGER_CLIENT_CA", ca_file.to_str().unwrap())
+    });
+    let (addr, ca) = (s.daemon.addr, &s.certs.ca_der);
+    assert_eq!(post_with_identity(addr, ca, Some((chain, key))).await, Some(200));
+    assert_eq!(post_with_identity(addr, ca, None).await, None, "no certificate");
     assert_eq!(
-        post_with_identity(d.addr, &certs.ca_der, Some((chain, key))).await,
-        Some(200)
-    );
-    assert_eq!(
-        post_with_identity(d.addr, &certs.ca_der, None).await,
-        None,
-        "no certificate"
-    );
-    assert_eq!(
-        post_with_identity(d.addr, &certs.ca_der, Some((other_chain, other_key))).await,
+        post_with_identity(addr, ca, Some((other_chain, other_key))).await,
         None,
         "a certificate from another CA"
     );
-    let (code, stderr) = d.stop();
+    let (code, stderr) = s.daemon.stop();
     assert_eq!(code, 0);
     assert!(stderr.contains("TLS handshake failed"), "{stderr}");
-    let lines = read_ndjson(&out);
+    let lines = read_ndjson(&s.out);
     assert_eq!(lines.len(), 1);
     assert_eq!(lines[0]["_client"], "CN=sensor-1,O=Example");
-    let text = std::fs::read_to_string(&out).unwrap();
+    let text = std::fs::read_to_string(&s.out).unwrap();
     assert!(
         text.trim_end()
             .ends_with(r#","_client":"CN=sensor-1,O=Example"}"#),

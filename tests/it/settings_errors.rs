@@ -1,9 +1,7 @@
 //! Each bad setting and each bad PEM file: exit 2 and one line that names the setting, the
 //! value and the reason; never a panic.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 /// Runs the binary to completion; returns its exit code and stderr.
 fn run(args: &[&str], env: &[(&str, &str)], cwd: &std::path::Path) -> (i32, String) {

@@ -6,14 +6,12 @@
 //! The programs are cargo examples, built by `cargo test` with the tests. Each child is reaped
 //! when its test ends, failed or not.
 
-mod common;
-
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 /// target/debug/examples/NAME, beside this test's own binary.
 fn example(name: &str) -> PathBuf {
@@ -64,13 +62,8 @@ fn field(summary: &[(String, String)], key: &str) -> u64 {
 
 #[test]
 fn every_2xx_the_load_tool_counts_is_one_line_written_once() {
-    let dir = TempDir::new("bench-load");
-    let certs = make_certs(dir.path());
-    let out = dir.join("out.ndjson");
-    let d = Start::new(&certs)
-        .args(["--output", out.to_str().unwrap()])
-        .start();
-    let url = format!("https://127.0.0.1:{}/log", d.addr.port());
+    let s = serve_to_file("bench-load", |s| s);
+    let url = format!("https://127.0.0.1:{}/log", s.daemon.addr.port());
     let runs = [
         // HTTP/1.1, batches of 10 records (NDJSON).
         vec![
@@ -100,20 +93,17 @@ fn every_2xx_the_load_tool_counts_is_one_line_written_once() {
     // With no error, the sequences sent are exactly first ..= last (the summary's), each once.
     let mut expected = HashSet::new();
     for args in &runs {
-        let s = load(&certs.ca, &url, args);
-        assert_eq!((field(&s, "non2xx"), field(&s, "errors")), (0, 0), "{s:?}");
-        assert!(field(&s, "requests") > 0, "{s:?}");
-        let (first, last) = (field(&s, "first_sequence"), field(&s, "last_sequence"));
-        assert_eq!(
-            last + 1 - first,
-            field(&s, "sent_total") * field(&s, "batch"),
-            "{s:?}"
-        );
+        let summary = load(&s.certs.ca, &url, args);
+        let f = |key| field(&summary, key);
+        assert_eq!((f("non2xx"), f("errors")), (0, 0), "{summary:?}");
+        assert!(f("requests") > 0, "{summary:?}");
+        let (first, last) = (f("first_sequence"), f("last_sequence"));
+        assert_eq!(last + 1 - first, f("sent_total") * f("batch"), "{summary:?}");
         expected.extend(first..=last);
     }
-    let (code, stderr) = d.stop();
+    let (code, stderr) = s.daemon.stop();
     assert_eq!(code, 0, "{stderr}");
-    let text = std::fs::read_to_string(&out).unwrap();
+    let text = std::fs::read_to_string(&s.out).unwrap();
     let mut seen = HashSet::new();
     for line in text.lines() {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
@@ -163,7 +153,7 @@ fn the_ceiling_serves_the_load_tool_and_stops_on_sigterm() {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
     });
     assert!(up, "the ceiling did not listen");
-    assert_eq!(runtime_threads(ceiling.id()), 3);
+    assert_eq!(runtime_threads(ceiling.id(), 3), 3);
     let s = load(
         &certs.ca,
         &format!("https://127.0.0.1:{port}/log"),

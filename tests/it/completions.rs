@@ -1,11 +1,9 @@
 //! `ml_api_logger completions SHELL` and `ml_api_logger man`: generated from the clap
 //! definitions, they name every subcommand and flag; bash accepts its script.
 
-mod common;
-
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 fn stdout(args: &[&str]) -> String {
     let out = run(args, b"");

@@ -3,14 +3,12 @@
 //! real SIGHUP and READY=1 after it, STOPPING=1 at SIGTERM, WATCHDOG=1 at half of WATCHDOG_USEC
 //! (and none when WATCHDOG_PID names another process).
 
-mod common;
-
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 /// Every datagram the socket receives, as text, in order.
 fn collect(socket: UnixDatagram) -> mpsc::Receiver<String> {
@@ -24,6 +22,12 @@ fn collect(socket: UnixDatagram) -> mpsc::Receiver<String> {
         }
     });
     rx
+}
+
+/// CLOCK_MONOTONIC in microseconds, the clock of `MONOTONIC_USEC`.
+fn monotonic_usec() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    t.tv_sec as u64 * 1_000_000 + t.tv_nsec as u64 / 1_000
 }
 
 /// The next message that is not a watchdog ping, within `limit`; counts the pings on the way.
@@ -59,8 +63,7 @@ async fn ready_reloading_stopping_and_the_watchdog() {
     assert!(!ready.trim_start_matches("READY=1\n").contains('\n'));
     // READY means serving.
     let mut c = Client::h1(d.addr, &certs.ca_der).await;
-    let r = c.post(r#"{"sequence":1,"response_status_code":200}"#).await;
-    assert_eq!(r.status, 200);
+    assert_eq!(c.post(response(1)).await.status, 200);
 
     // Pings every 100 ms (half of WATCHDOG_USEC).
     std::thread::sleep(Duration::from_millis(1000));
@@ -72,10 +75,10 @@ async fn ready_reloading_stopping_and_the_watchdog() {
     assert!((6..=14).contains(&pings), "{pings} pings in about 1.1 s");
 
     // SIGHUP: RELOADING with the monotonic clock, then READY again.
-    let before = ml_api_logger::daemon::systemd_notify::monotonic_usec();
+    let before = monotonic_usec();
     d.signal("HUP");
     let reloading = next_state(&rx, &mut pings, Duration::from_secs(10));
-    let after = ml_api_logger::daemon::systemd_notify::monotonic_usec();
+    let after = monotonic_usec();
     let mut lines = reloading.lines();
     assert_eq!(lines.next(), Some("RELOADING=1"), "{reloading:?}");
     let usec: u64 = lines
@@ -132,8 +135,7 @@ async fn a_socket_nobody_reads_never_stops_the_daemon() {
         .env("WATCHDOG_USEC", "100000")
         .start();
     let mut c = Client::h1(d.addr, &certs.ca_der).await;
-    let r = c.post(r#"{"sequence":1,"response_status_code":200}"#).await;
-    assert_eq!(r.status, 200);
+    assert_eq!(c.post(response(1)).await.status, 200);
     std::thread::sleep(Duration::from_millis(500));
     let (code, stderr) = d.stop();
     assert_eq!(code, 0);
@@ -155,10 +157,7 @@ async fn the_status_line_is_refreshed() {
     assert!(next_state(&rx, &mut pings, Duration::from_secs(10)).starts_with("READY=1\n"));
     let mut c = Client::h1(d.addr, &certs.ca_der).await;
     for seq in 1..=3 {
-        let r = c
-            .post(format!(r#"{{"sequence":{seq},"response_status_code":200}}"#))
-            .await;
-        assert_eq!(r.status, 200);
+        assert_eq!(c.post(response(seq)).await.status, 200);
     }
     // Every 10 s, without being asked.
     let status = next_state(&rx, &mut pings, Duration::from_secs(15));

@@ -2,11 +2,9 @@
 //! the CPUs by default), the start line says so, and the daemon serves with any of them — one
 //! worker with fsync on included, where each sync moves the worker's other work to a new thread.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 fn says_workers(stderr: &str, n: usize) -> bool {
     let words = if n == 1 {
@@ -37,12 +35,11 @@ async fn the_setting_sets_the_runtime_s_workers() {
     for (i, (start, workers)) in cases.into_iter().enumerate() {
         let out = dir.join(&format!("out-{i}.ndjson"));
         let d = start.args(["--output", out.to_str().unwrap()]).start();
-        assert_eq!(runtime_threads(d.child.id()), workers, "case {i}");
+        assert_eq!(runtime_threads(d.child.id(), workers), workers, "case {i}");
         assert!(says_workers(&d.stderr(), workers), "case {i}: {}", d.stderr());
         let mut c = Client::h1(d.addr, &certs.ca_der).await;
         for sequence in 1..=20 {
-            let record = format!(r#"{{"sequence":{sequence},"response_status_code":200}}"#);
-            assert_eq!(c.post(record).await.status, 200, "case {i}");
+            assert_eq!(c.post(response(sequence)).await.status, 200, "case {i}");
         }
         drop(c);
         let (code, stderr) = d.stop();
@@ -64,10 +61,7 @@ async fn one_worker_keeps_serving_while_a_pipe_write_blocks() {
     let mut d = start.start();
     let mut reader = d.child.stdout.take().unwrap();
     // Larger than a pipe holds (64 KiB): its write(2) waits for the reader.
-    let big = format!(
-        r#"{{"sequence":1,"response_status_code":200,"response_body":"{}"}}"#,
-        "x".repeat(200 << 10)
-    );
+    let big = response(1).body(serde_json::json!("x".repeat(200 << 10)));
     let (addr, ca) = (d.addr, certs.ca_der.clone());
     let blocked = tokio::spawn(async move { Client::h1(addr, &ca).await.post(big).await.status });
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -2,26 +2,19 @@
 //! those numbers; `--normalize` of a Go-program log is what the daemon writes, and passes;
 //! `--pairs` joins each exchange; a large log is read in flat memory.
 
-mod common;
-
 use std::io::{BufWriter, Write};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
-fn req(seq: u64, tag: &str) -> String {
-    format!(
-        r#"{{"sequence":{seq},"request":{{"Method":"GET","RequestURI":"/api/v1/{tag}"}},"request_body":{{"n":"{tag}"}}}}"#
-    )
+/// A request for `/api/v1/TAG`, and a response, that `tag` tells from others of their sequence.
+fn req(seq: u64, tag: &str) -> Record {
+    request(seq).uri(&format!("/api/v1/{tag}")).note(tag)
 }
 
-fn resp(seq: u64, status: u16, tag: &str) -> String {
-    format!(r#"{{"sequence":{seq},"response_status_code":{status},"response_body":{{"n":"{tag}"}}}}"#)
-}
-
-fn pretty(json: &str) -> String {
-    serde_json::to_string_pretty(&serde_json::from_str::<serde_json::Value>(json).unwrap()).unwrap()
+fn resp(seq: u64, status: u16, tag: &str) -> Record {
+    response(seq).status(status).note(tag)
 }
 
 fn json_of(out: &std::process::Output) -> serde_json::Value {
@@ -34,15 +27,15 @@ fn a_log_with_known_counts_is_summarized_exactly() {
     let dir = TempDir::new("inspect-counts");
     let mut log = Vec::new();
     for seq in 1..=5 {
-        log.push(req(seq, "a")); // lines 1, 3, 5, 7, 9
-        log.push(resp(seq, 200, "a"));
+        log.push(req(seq, "a").to_string()); // lines 1, 3, 5, 7, 9
+        log.push(resp(seq, 200, "a").to_string());
     }
-    log.push(req(1, "a")); // 11: a duplicate (the sensor's retry)
-    log.push(resp(2, 200, "a")); // 12: another
-    log.push(resp(100, 404, "o")); // 13: orphans
-    log.push(resp(101, 500, "o")); // 14
+    log.push(req(1, "a").to_string()); // 11: a duplicate (the sensor's retry)
+    log.push(resp(2, 200, "a").to_string()); // 12: another
+    log.push(resp(100, 404, "o").to_string()); // 13: orphans
+    log.push(resp(101, 500, "o").to_string()); // 14
     for seq in 200..=202 {
-        log.push(req(seq, "u")); // 15-17: never answered
+        log.push(req(seq, "u").to_string()); // 15-17: never answered
     }
     log.push(r#"{"sequence":300,"request":{"Method":7,"RequestURI":"/"}}"#.into()); // 18: nonconforming
     log.push(r#"{"request":{"Method":"GET","RequestURI":"/"}}"#.into()); // 19: nonconforming
@@ -53,7 +46,7 @@ fn a_log_with_known_counts_is_summarized_exactly() {
     // The sensor restarted its numbering: 1 and 2 again with other bytes, pretty-printed as the
     // Go program logged them (from line 22).
     for r in [req(1, "b"), resp(1, 201, "b"), req(2, "b"), resp(2, 201, "b")] {
-        text.push_str(&pretty(&r));
+        text.push_str(&r.pretty());
         text.push('\n');
     }
     let file = dir.join("log.json");
@@ -127,30 +120,24 @@ fn a_log_with_known_counts_is_summarized_exactly() {
 
 #[test]
 fn normalize_writes_what_the_daemon_writes_and_pairs_join_exchanges() {
-    let dir = TempDir::new("inspect-normalize");
+    // What the daemon writes for the records of a Go-program log, sent by `send`.
+    let s = serve_to_file("inspect-normalize", |s| s);
     let go = go_log(&exchanges(1, 200));
-    let file = dir.join("extrahop-ade-log.json");
+    let file = s.dir.join("extrahop-ade-log.json");
     std::fs::write(&file, &go).unwrap();
-
-    // What the daemon writes for the same records, sent by `send`.
-    let certs = make_certs(dir.path());
-    let daemon_log = dir.join("daemon.ndjson");
-    let d = Start::new(&certs)
-        .args(["--output", daemon_log.to_str().unwrap()])
-        .start();
     let sent = run(
         &[
             "send",
             "--url",
-            &format!("https://127.0.0.1:{}/log", d.addr.port()),
+            &format!("https://127.0.0.1:{}/log", s.daemon.addr.port()),
             "--ca",
-            certs.ca.to_str().unwrap(),
+            s.certs.ca.to_str().unwrap(),
             file.to_str().unwrap(),
         ],
         b"",
     );
     assert!(sent.status.success(), "{}", String::from_utf8_lossy(&sent.stderr));
-    let (code, _) = d.stop();
+    let (code, _) = s.daemon.stop();
     assert_eq!(code, 0);
 
     let out = run(&["inspect", "--normalize", file.to_str().unwrap()], b"");
@@ -162,10 +149,10 @@ fn normalize_writes_what_the_daemon_writes_and_pairs_join_exchanges() {
     );
     assert_eq!(
         String::from_utf8(out.stdout.clone()).unwrap(),
-        std::fs::read_to_string(&daemon_log).unwrap()
+        std::fs::read_to_string(&s.out).unwrap()
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("pairs                 200"));
-    let normalized = dir.join("normalized.ndjson");
+    let normalized = s.dir.join("normalized.ndjson");
     std::fs::write(&normalized, &out.stdout).unwrap();
     let check = run(&["inspect", "--json", normalized.to_str().unwrap()], b"");
     assert_eq!(check.status.code(), Some(0));
@@ -206,15 +193,19 @@ fn write_large_log(path: &std::path::Path, bytes: u64) -> u64 {
     let pad = "x".repeat(120);
     while written < bytes {
         seq += 1;
-        let (q, r) = (
-            format!(
-                r#"{{"sequence":{seq},"request":{{"Method":"POST","RequestURI":"/api/v1/metrics/{}","Header":{{"Accept":["application/json"]}}}},"request_body":{{"pad":"{pad}"}}}}"#,
-                seq % 50
-            ),
-            format!(r#"{{"sequence":{seq},"response_status_code":"200","response_body":{{"clock":{seq}}}}}"#),
-        );
+        let q = request(seq)
+            .method("POST")
+            .uri(&format!("/api/v1/metrics/{}", seq % 50))
+            .body(serde_json::json!({ "pad": pad }));
+        let r = response(seq)
+            .status("200")
+            .body(serde_json::json!({ "clock": seq }));
         for rec in [q, r] {
-            let text = if seq % 10 == 0 { pretty(&rec) } else { rec };
+            let text = if seq % 10 == 0 {
+                rec.pretty()
+            } else {
+                rec.to_string()
+            };
             f.write_all(text.as_bytes()).unwrap();
             f.write_all(b"\n").unwrap();
             written += text.len() as u64 + 1;

@@ -3,14 +3,12 @@
 //! record racing each other, refusals a client must be able to read, TLS closed cleanly, and
 //! the key exchange groups offered.
 
-mod common;
-
 use std::collections::HashMap;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -236,40 +234,21 @@ async fn alpn_http11_then_the_h2_preface_is_not_served_as_http2() {
 }
 
 /// A record of about 300 bytes with this sequence.
-fn record(sequence: u64) -> String {
-    format!(
-        r#"{{"sequence":{sequence},"request":{{"Method":"POST","RequestURI":"/api/v1/x","Header":{{"Accept":["application/json"]}}}},"request_body":{{"pad":"{}"}}}}"#,
-        "x".repeat(200)
-    )
-}
-
-/// A tmpfs of `size` mounted at `dir`, unmounted on drop.
-struct Mount(std::path::PathBuf);
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
+fn record(sequence: u64) -> Record {
+    request(sequence)
+        .method("POST")
+        .body(serde_json::json!({ "pad": "x".repeat(200) }))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn copies_of_a_record_released_at_once_are_written_exactly_once_even_when_writes_fail() {
     let dir = TempDir::new("race");
     let certs = make_certs(dir.path());
-    let fs = dir.join("fs");
-    std::fs::create_dir_all(&fs).unwrap();
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
-        .arg(&fs)
-        .status()
-        .is_ok_and(|s| s.success());
-    if !mounted {
-        assert!(std::env::var_os("CI").is_none(), "cannot mount a tmpfs in CI");
-        eprintln!("SKIPPED: cannot mount a tmpfs here (not root?)");
-        return;
-    }
-    let _mount = Mount(fs.clone());
-    let out = fs.join("out.ndjson");
+    let fs = match Tmpfs::mount(&dir.join("fs"), "1m") {
+        Ok(fs) => fs,
+        Err(why) => return cannot_run(&format!("cannot mount a tmpfs (needs root): {why}")),
+    };
+    let out = fs.0.join("out.ndjson");
     let d = Start::new(&certs)
         .args(["--output", out.to_str().unwrap()])
         .start();
@@ -288,17 +267,13 @@ async fn copies_of_a_record_released_at_once_are_written_exactly_once_even_when_
     for round in 0..ROUNDS {
         // A third of the way in, fill the disk so some first copies fail; free it later.
         if round == ROUNDS / 3 {
-            let _ = std::fs::write(fs.join("filler"), vec![0u8; 1 << 20]);
+            let _ = std::fs::write(fs.0.join("filler"), vec![0u8; 1 << 20]);
         }
         if round == 2 * ROUNDS / 3 {
-            std::fs::remove_file(fs.join("filler")).unwrap();
-            assert!(Command::new("mount")
-                .args(["-o", "remount,size=64m"])
-                .arg(&fs)
-                .status()
-                .is_ok_and(|s| s.success()));
+            std::fs::remove_file(fs.0.join("filler")).unwrap();
+            fs.resize("64m");
         }
-        let body = record(round);
+        let body = record(round).to_string();
         let barrier = Arc::new(tokio::sync::Barrier::new(COPIES));
         let mut tasks = Vec::new();
         for c in &clients {
@@ -353,7 +328,7 @@ fn curl(args: &[&str]) -> (i32, String) {
         ])
         .args(args)
         .output()
-        .expect("curl is needed (CI installs it)");
+        .unwrap();
     (
         out.status.code().unwrap_or(-1),
         format!(
@@ -366,6 +341,9 @@ fn curl(args: &[&str]) -> (i32, String) {
 
 #[test]
 fn curl_over_http2_reads_every_refusal_sent_before_the_body() {
+    if !tools_present(&["curl"]) {
+        return;
+    }
     let dir = TempDir::new("curl-refusals");
     let certs = make_certs(dir.path());
     let d = Start::new(&certs).env("LOGGER_MAX_BODY", "1KiB").start();

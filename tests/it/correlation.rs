@@ -1,19 +1,7 @@
 //! Correlation by `sequence` and duplicate suppression, seen from outside: retries are written
 //! once, and the shutdown summary counts exactly what a simulated sensor did.
 
-mod common;
-
-use common::*;
-
-fn req(seq: u64, note: &str) -> String {
-    format!(
-        r#"{{"sequence":{seq},"request":{{"Method":"POST","RequestURI":"/api/v1/metrics"}},"request_body":{{"note":"{note}"}}}}"#
-    )
-}
-
-fn resp(seq: u64, note: &str) -> String {
-    format!(r#"{{"sequence":{seq},"response_status_code":"200","response_body":{{"note":"{note}"}}}}"#)
-}
+use crate::common::*;
 
 /// The number after `label ` in the correlation part of the summary line.
 fn count(summary: &str, label: &str) -> u64 {
@@ -31,43 +19,44 @@ fn count(summary: &str, label: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_simulated_sensor_is_counted_exactly() {
-    let dir = TempDir::new("corr");
-    let certs = make_certs(dir.path());
-    let out = dir.join("out.ndjson");
-    let d = Start::new(&certs)
-        .args(["--output", out.to_str().unwrap(), "--response-timeout", "1s"])
-        .start();
-    let mut c = Client::h1(d.addr, &certs.ca_der).await;
+    let s = serve_to_file("corr", |s| s.args(["--response-timeout", "1s"]));
+    let mut c = s.h1().await;
     // A pair, its retries, an orphan response, an unanswered request.
     assert_eq!(
-        c.post(req(1, "a")).await.json(),
+        c.post(request(1).note("a")).await.json(),
         serde_json::json!({"accepted": 1})
     );
     assert_eq!(
-        c.post(req(1, "a")).await.json(),
+        c.post(request(1).note("a")).await.json(),
         serde_json::json!({"accepted": 1, "duplicates": 1})
     );
     // Whitespace differences are the same record once minified.
     assert_eq!(
-        c.post(req(1, "a").replace(',', ", ")).await.json()["duplicates"],
+        c.post(request(1).note("a").pretty()).await.json()["duplicates"],
         1
     );
-    let mut other = Client::h2(d.addr, &certs.ca_der).await;
-    assert_eq!(other.post(resp(1, "a")).await.status, 200);
-    assert_eq!(other.post(resp(2, "a")).await.status, 200);
-    assert_eq!(c.post(req(3, "never answered")).await.status, 200);
+    let mut other = s.h2().await;
+    assert_eq!(other.post(response(1).note("a")).await.status, 200);
+    assert_eq!(other.post(response(2).note("a")).await.status, 200);
+    assert_eq!(c.post(request(3).note("never answered")).await.status, 200);
     // The sensor restarts its numbering: same sequence, other bytes.
-    assert_eq!(c.post(req(10, "before restart")).await.status, 200);
-    assert_eq!(c.post(resp(10, "before restart")).await.status, 200);
-    let restarted = format!("{}\n{}\n", req(10, "after restart"), resp(10, "after restart"));
+    assert_eq!(c.post(request(10).note("before restart")).await.status, 200);
+    assert_eq!(c.post(response(10).note("before restart")).await.status, 200);
+    let restarted = format!(
+        "{}\n{}\n",
+        request(10).note("after restart"),
+        response(10).note("after restart")
+    );
     assert_eq!(c.post(restarted).await.status, 200);
     // A batch that repeats one record and carries a new one.
-    let r = c.post(format!("[{}, {}]", req(20, "b"), req(1, "a"))).await;
+    let r = c
+        .post(format!("[{}, {}]", request(20).note("b"), request(1).note("a")))
+        .await;
     assert_eq!(r.json(), serde_json::json!({"accepted": 2, "duplicates": 1}));
 
     // Let the unanswered ones age out (response timeout 1 s; the sweep runs every second).
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
-    let (code, stderr) = d.stop();
+    let (code, stderr) = s.daemon.stop();
     assert_eq!(code, 0);
     let summary = stderr
         .lines()
@@ -82,7 +71,7 @@ async fn a_simulated_sensor_is_counted_exactly() {
     assert_eq!(count(&summary, "duplicates"), 3, "{summary}");
     assert_eq!(count(&summary, "sequence reuses"), 2, "{summary}");
 
-    let lines = read_ndjson(&out);
+    let lines = read_ndjson(&s.out);
     assert_eq!(lines.len(), 9, "every record once, retries not again");
     let ones = lines
         .iter()
@@ -103,8 +92,8 @@ async fn correlate_by_sequence_ignores_the_sender_address() {
         let port = d.addr.port();
         let mut v4 = Client::h1(format!("127.0.0.1:{port}").parse().unwrap(), &certs.ca_der).await;
         let mut v6 = Client::h1(format!("[::1]:{port}").parse().unwrap(), &certs.ca_der).await;
-        assert_eq!(v4.post(req(5, "x")).await.status, 200);
-        assert_eq!(v6.post(resp(5, "a")).await.status, 200);
+        assert_eq!(v4.post(request(5).note("x")).await.status, 200);
+        assert_eq!(v6.post(response(5).note("a")).await.status, 200);
         let (_, stderr) = d.stop();
         let summary = stderr
             .lines()
@@ -119,6 +108,7 @@ async fn correlate_by_sequence_ignores_the_sender_address() {
 async fn memory_stays_flat_under_a_million_unanswered_sequences() {
     let dir = TempDir::new("corr-mem");
     let certs = make_certs(dir.path());
+    // Nothing to read back: the output goes nowhere.
     let d = Start::new(&certs).args(["--output", "/dev/null"]).start();
     let pid = d.child.id();
     let rss = || -> u64 {
@@ -131,10 +121,7 @@ async fn memory_stays_flat_under_a_million_unanswered_sequences() {
     for batch in 0..1000u64 {
         let mut body = String::with_capacity(64 * 1000);
         for i in 0..1000 {
-            body.push_str(&format!(
-                "{{\"sequence\":{},\"request\":{{\"Method\":\"GET\",\"RequestURI\":\"/\"}}}}\n",
-                batch * 1000 + i
-            ));
+            body.push_str(&format!("{}\n", request(batch * 1000 + i).uri("/")));
         }
         assert_eq!(c.post(body).await.status, 200);
         // The pending table is full at 100,000 (the default cap) and the window at 200,000.

@@ -1,12 +1,10 @@
 //! `ml_api_logger` with no settings at all: it makes a local CA and a server certificate in
 //! `./certs`, serves on port 8443 on every address, IPv4 and IPv6, and reuses them next time.
 
-mod common;
-
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 
-use common::*;
+use crate::common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_settings_at_all_serves_on_8443_with_a_certificate_it_makes() {

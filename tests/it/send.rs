@@ -3,19 +3,11 @@
 //! that is not up yet, or that answers 503 while its disk is full, still gets everything once;
 //! refusals and bad arguments give the documented exit codes.
 
-mod common;
-
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::*;
-
-fn daemon_writing_to(certs: &Certs, out: &Path) -> Daemon {
-    Start::new(certs)
-        .args(["--output", out.to_str().unwrap()])
-        .start()
-}
+use crate::common::*;
 
 fn url(d: &Daemon) -> String {
     format!("https://127.0.0.1:{}/log", d.addr.port())
@@ -50,26 +42,29 @@ fn retried_to_the_end(mut send: Reaped) {
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut send.stderr.take().unwrap(), &mut stderr).unwrap();
     assert_eq!(code, 0, "{stderr}");
-    assert!(!stderr.contains(" 0 retries"), "it had to retry: {stderr}");
+    // The summary line ends "…, N retries".
+    let retries: u64 = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("send to ")?.strip_suffix(" retries"))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no retry count: {stderr}"));
+    assert!(retries > 0, "it had to retry: {stderr}");
 }
 
 #[test]
 fn the_vendor_examples_pretty_printed() {
-    let dir = TempDir::new("send-vendor");
-    let certs = make_certs(dir.path());
-    let log = dir.join("log.ndjson");
-    let d = daemon_writing_to(&certs, &log);
-    std::fs::write(dir.join("request.json"), REQUEST_FIXTURE).unwrap();
-    std::fs::write(dir.join("response.json"), RESPONSE_FIXTURE).unwrap();
+    let s = serve_to_file("send-vendor", |s| s);
+    std::fs::write(s.dir.join("request.json"), REQUEST_FIXTURE).unwrap();
+    std::fs::write(s.dir.join("response.json"), RESPONSE_FIXTURE).unwrap();
     let out = run(
         &[
             "send",
             "--url",
-            &url(&d),
+            &url(&s.daemon),
             "--ca",
-            certs.ca.to_str().unwrap(),
-            dir.join("request.json").to_str().unwrap(),
-            dir.join("response.json").to_str().unwrap(),
+            s.certs.ca.to_str().unwrap(),
+            s.dir.join("request.json").to_str().unwrap(),
+            s.dir.join("response.json").to_str().unwrap(),
         ],
         b"",
     );
@@ -77,39 +72,35 @@ fn the_vendor_examples_pretty_printed() {
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("accepted     2"), "{stderr}");
     assert!(out.stdout.is_empty(), "the summary goes to stderr");
-    let (code, _) = d.stop();
+    let (code, _) = s.daemon.stop();
     assert_eq!(code, 0);
     assert_eq!(
-        lines(&log),
+        lines(&s.out),
         vec![minified(REQUEST_FIXTURE), minified(RESPONSE_FIXTURE)]
     );
 }
 
 #[test]
 fn a_100k_record_ndjson_file_arrives_record_for_record() {
-    let dir = TempDir::new("send-100k");
-    let certs = make_certs(dir.path());
-    let log = dir.join("log.ndjson");
-    let d = daemon_writing_to(&certs, &log);
+    let s = serve_to_file("send-100k", |s| s);
     let mut input = String::new();
     for seq in 0..50_000u64 {
-        input.push_str(&format!(
-            "{{\"sequence\":{seq},\"request\":{{\"Method\":\"POST\",\"RequestURI\":\"/api/v1/metrics\",\"Header\":{{\"Accept\":[\"application/json\"]}}}},\"request_body\":{{\"from\":-{seq}}}}}\n"
-        ));
-        input.push_str(&format!(
-            "{{\"sequence\":{seq},\"response_status_code\":\"200\",\"response_body\":{{\"clock\":{seq}}}}}\n"
-        ));
+        let from = -(seq as i64);
+        let q = request(seq).method("POST").uri("/api/v1/metrics");
+        let r = response(seq).status("200");
+        input.push_str(&format!("{}\n", q.body(serde_json::json!({ "from": from }))));
+        input.push_str(&format!("{}\n", r.body(serde_json::json!({ "clock": seq }))));
     }
-    let file = dir.join("records.ndjson");
+    let file = s.dir.join("records.ndjson");
     std::fs::write(&file, &input).unwrap();
     let started = Instant::now();
     let out = run(
         &[
             "send",
             "--url",
-            &url(&d),
+            &url(&s.daemon),
             "--ca",
-            certs.ca.to_str().unwrap(),
+            s.certs.ca.to_str().unwrap(),
             "--batch",
             "100",
             "--concurrency",
@@ -126,10 +117,10 @@ fn a_100k_record_ndjson_file_arrives_record_for_record() {
         took.as_secs_f64(),
         100_000.0 / took.as_secs_f64()
     );
-    let (code, _) = d.stop();
+    let (code, _) = s.daemon.stop();
     assert_eq!(code, 0);
     // Four connections interleave the batches; each record arrives once, as sent.
-    let mut got = lines(&log);
+    let mut got = lines(&s.out);
     let mut want: Vec<String> = input.lines().map(str::to_string).collect();
     assert_eq!(got.len(), 100_000);
     got.sort();
@@ -143,39 +134,36 @@ fn a_100k_record_ndjson_file_arrives_record_for_record() {
 
 #[test]
 fn a_go_program_log_and_an_array_arrive_in_order() {
-    let dir = TempDir::new("send-go");
-    let certs = make_certs(dir.path());
-    let log = dir.join("log.ndjson");
-    let d = daemon_writing_to(&certs, &log);
+    let s = serve_to_file("send-go", |s| s);
     let records = exchanges(1, 300);
     let go = go_log(&records);
     let array = serde_json::to_string_pretty(&exchanges(1000, 50)).unwrap();
-    std::fs::write(dir.join("array.json"), &array).unwrap();
+    std::fs::write(s.dir.join("array.json"), &array).unwrap();
     // The Go log on stdin ("-"), then the array file.
     let out = run(
         &[
             "send",
             "--url",
-            &url(&d),
+            &url(&s.daemon),
             "--ca",
-            certs.ca.to_str().unwrap(),
+            s.certs.ca.to_str().unwrap(),
             "--batch",
             "7",
             "-",
-            dir.join("array.json").to_str().unwrap(),
+            s.dir.join("array.json").to_str().unwrap(),
         ],
         go.as_bytes(),
     );
     let stderr = stderr_of(&out);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
-    let (code, _) = d.stop();
+    let (code, _) = s.daemon.stop();
     assert_eq!(code, 0);
     let want: Vec<String> = records
         .iter()
         .chain(exchanges(1000, 50).iter())
         .map(|r| minified(&serde_json::to_string_pretty(r).unwrap()))
         .collect();
-    let got = lines(&log);
+    let got = lines(&s.out);
     assert_eq!(got.len(), 700);
     assert!(got == want, "the daemon's output differs from the input");
 }
@@ -210,49 +198,18 @@ fn connection_errors_are_retried_until_the_daemon_is_up() {
     assert_eq!(lines(&log), want);
 }
 
-/// A tmpfs mounted for the test, unmounted when dropped.
-struct Tmpfs(std::path::PathBuf);
-
-impl Tmpfs {
-    fn mount(at: &Path, size: &str) -> Result<Tmpfs, String> {
-        std::fs::create_dir_all(at).unwrap();
-        let out = std::process::Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size}"),
-                "tmpfs",
-                at.to_str().unwrap(),
-            ])
-            .output()
-            .map_err(|e| format!("cannot run mount: {e}"))?;
-        if !out.status.success() {
-            return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
-        }
-        Ok(Tmpfs(at.to_path_buf()))
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg(&self.0).status();
-    }
-}
-
 #[test]
 fn while_the_disk_is_full_the_daemon_answers_503_and_everything_arrives_once() {
     let dir = TempDir::new("send-503");
     let certs = make_certs(dir.path());
     let disk = match Tmpfs::mount(&dir.join("disk"), "1m") {
-        Ok(d) => d,
-        Err(why) => {
-            eprintln!("SKIPPED: this test needs to mount a tmpfs (as root): {why}");
-            return;
-        }
+        Ok(disk) => disk,
+        Err(why) => return cannot_run(&format!("cannot mount a tmpfs (needs root): {why}")),
     };
     let log = disk.0.join("log.ndjson");
-    let d = daemon_writing_to(&certs, &log);
+    let d = Start::new(&certs)
+        .args(["--output", log.to_str().unwrap()])
+        .start();
     // Fill the disk.
     let filler = disk.0.join("filler");
     {
@@ -297,16 +254,12 @@ fn while_the_disk_is_full_the_daemon_answers_503_and_everything_arrives_once() {
 
 #[test]
 fn refusals_untrusted_servers_and_bad_arguments() {
-    let dir = TempDir::new("send-refused");
-    let certs = make_certs(dir.path());
-    let log = dir.join("log.ndjson");
-    let d = Start::new(&certs)
-        .args(["--output", log.to_str().unwrap(), "--strict"])
-        .start();
-    let ca = certs.ca.to_str().unwrap();
+    let s = serve_to_file("send-refused", |s| s.arg("--strict"));
+    let d = &s.daemon;
+    let ca = s.certs.ca.to_str().unwrap();
     let bad = "{\"sequence\":1,\"request\":{\"Method\":7,\"RequestURI\":\"/\"}}\nnot json\n";
     let input = format!("{}\n{bad}", minified(REQUEST_FIXTURE));
-    let out = run(&["send", "--url", &url(&d), "--ca", ca], input.as_bytes());
+    let out = run(&["send", "--url", &url(d), "--ca", ca], input.as_bytes());
     let stderr = stderr_of(&out);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("accepted     1"), "{stderr}");
@@ -321,7 +274,7 @@ fn refusals_untrusted_servers_and_bad_arguments() {
     );
 
     // No --ca: the system's roots do not know the test CA.
-    let out = run(&["send", "--url", &url(&d)], REQUEST_FIXTURE.as_bytes());
+    let out = run(&["send", "--url", &url(d)], REQUEST_FIXTURE.as_bytes());
     let stderr = stderr_of(&out);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
@@ -330,11 +283,10 @@ fn refusals_untrusted_servers_and_bad_arguments() {
     );
     // --insecure accepts it.
     let out = run(
-        &["send", "--url", &url(&d), "--insecure"],
+        &["send", "--url", &url(d), "--insecure"],
         REQUEST_FIXTURE.as_bytes(),
     );
     assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
-    drop(d);
 
     for (args, why) in [
         (vec!["send", "--url", "http://127.0.0.1:1/log"], "https:// only"),

@@ -8,15 +8,13 @@
 //! Chromium is needed: missing, the browser test skips with a note, except in CI (`CI=true`),
 //! where it fails.
 
-mod common;
-
 use std::collections::HashMap;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 /// 2025-11-30T08:00:00Z.
 const START_MS: i64 = 1_764_489_600_000;

@@ -1,9 +1,10 @@
-//! Helpers for the integration tests: certificates made at test time, the real binary started
-//! as a child process on an ephemeral port, and a real TLS client (HTTP/1.1 or HTTP/2).
-
-#![allow(dead_code)]
+//! Helpers for the integration tests: certificates made by the binary's own `cert` command, the
+//! real binary started as a child process on an ephemeral port ([`serve_to_file`] for the usual
+//! case), a real TLS client (HTTP/1.1 or HTTP/2), records built by sequence ([`records`]), and the
+//! rule for a test that needs root or a tool ([`cannot_run`]).
 
 pub mod prom;
+pub mod records;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -16,12 +17,86 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-pub const REQUEST_FIXTURE: &str = include_str!("../fixtures/request.json");
-pub const RESPONSE_FIXTURE: &str = include_str!("../fixtures/response.json");
+pub use records::{request, response, Record};
+
+pub const REQUEST_FIXTURE: &str = include_str!("../../fixtures/request.json");
+pub const RESPONSE_FIXTURE: &str = include_str!("../../fixtures/response.json");
+
+/// Whether this is a CI run (`CI=true`, as CI services set it), where every test must run.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !matches!(v.to_ascii_lowercase().as_str(), "" | "0" | "false"))
+}
+
+/// For a test that needs what a machine may lack (root, a tool): says it cannot run, `why`. In CI
+/// that is a failure; elsewhere the reason is printed and the caller returns, checking nothing:
+/// `return cannot_run("…")`.
+pub fn cannot_run(why: &str) {
+    assert!(!in_ci(), "cannot run in CI: {why}");
+    eprintln!("SKIPPED (not in CI): {why}");
+}
+
+/// Whether every tool of `names` runs here; when one does not, [`cannot_run`] says which:
+/// `if !tools_present(&["openssl"]) { return; }`.
+pub fn tools_present(names: &[&str]) -> bool {
+    match names.iter().find(|name| !has_tool(name)) {
+        None => true,
+        Some(name) => {
+            cannot_run(&format!("{name} is not installed (.ci/run installs it)"));
+            false
+        }
+    }
+}
+
+/// Whether `name` runs here (`NAME --version` or `NAME version` succeeds).
+fn has_tool(name: &str) -> bool {
+    ["--version", "version"].iter().any(|arg| {
+        Command::new(name)
+            .arg(arg)
+            .stdin(Stdio::null())
+            .output()
+            .is_ok_and(|o| o.status.success())
+    })
+}
+
+/// A tmpfs of `size` mounted at `dir` (created), unmounted when dropped. Mounting needs root;
+/// the error says why it failed.
+pub struct Tmpfs(pub PathBuf);
+
+impl Tmpfs {
+    pub fn mount(dir: &Path, size: &str) -> Result<Tmpfs, String> {
+        std::fs::create_dir_all(dir).unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .map_err(|e| format!("cannot run mount: {e}"))?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+        }
+        Ok(Tmpfs(dir.to_path_buf()))
+    }
+
+    /// Gives it a new size, keeping what it holds.
+    pub fn resize(&self, size: &str) {
+        let ok = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.0)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "cannot resize the tmpfs at {}", self.0.display());
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
 
 /// A directory removed when dropped.
 pub struct TempDir(pub PathBuf);
@@ -54,7 +129,7 @@ impl Drop for TempDir {
     }
 }
 
-/// A CA and a server certificate for localhost, 127.0.0.1 and ::1, valid 90 days, written to `dir`.
+/// The certificate files `ml_api_logger cert` wrote into a directory, for [`Start::new`].
 pub struct Certs {
     pub ca: PathBuf,
     pub cert: PathBuf,
@@ -62,17 +137,42 @@ pub struct Certs {
     pub ca_der: CertificateDer<'static>,
 }
 
+/// A CA and a server certificate for localhost, 127.0.0.1 and ::1, valid 90 days (well past the
+/// 30-day expiry warning, so a test's stderr holds no warning about it), written to `dir`.
 pub fn make_certs(dir: &Path) -> Certs {
-    let req = ml_api_logger::certs::generate::CertRequest {
-        hosts: vec!["localhost".into()],
-        ips: vec!["127.0.0.1".parse().unwrap(), "::1".parse().unwrap()],
-        // Well past the 30-day expiry warning, so a test's stderr holds no warning about it.
-        days: 90,
-    };
-    let g = ml_api_logger::certs::generate::generate(&req).unwrap();
-    ml_api_logger::certs::generate::write_files(dir, &g, true).unwrap();
+    certificate(dir, 90)
+}
+
+/// `ml_api_logger cert`, as a user makes certificates: for localhost, 127.0.0.1 and ::1, valid
+/// `days` days, into `dir` (replacing what is there).
+pub fn certificate(dir: &Path, days: u32) -> Certs {
+    let out = command()
+        .args([
+            "cert",
+            "--host",
+            "localhost",
+            "--ip",
+            "127.0.0.1",
+            "--ip",
+            "::1",
+            "--force",
+        ])
+        .args(["--days", &days.to_string(), "--out"])
+        .arg(dir)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ml_api_logger cert: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    certs_in(dir)
+}
+
+/// The certificate files `ml_api_logger cert` wrote into `dir`.
+pub fn certs_in(dir: &Path) -> Certs {
     let ca = dir.join("serverca.crt");
-    use rustls::pki_types::pem::PemObject;
     let ca_der = CertificateDer::from_pem_file(&ca).unwrap();
     Certs {
         ca,
@@ -146,11 +246,6 @@ impl<'a> Start<'a> {
         self
     }
 
-    pub fn stdout_to(mut self, f: std::fs::File) -> Self {
-        self.stdout = Some(f);
-        self
-    }
-
     pub fn start(self) -> Daemon {
         Daemon::spawn(self, &[])
     }
@@ -185,27 +280,24 @@ pub fn clean_env(mut cmd: Command) -> Command {
     cmd
 }
 
-/// The socket-activation launcher (`tests/socket_activate.py`) with its socket specs, for
-/// [`Start::start_via`]: `["tls=127.0.0.1:0", "admin=127.0.0.1:0"]`.
-pub fn socket_activate(specs: &[&str]) -> Vec<String> {
-    let mut v = vec![
-        python3(),
-        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/socket_activate.py").to_string(),
-    ];
+/// The socket-activation launcher (`socket_activate.py`, beside this file) with its socket
+/// specs, for [`Start::start_via`]: `["tls=127.0.0.1:0", "admin=127.0.0.1:0"]`. `None` when
+/// there is no python3 to run it.
+pub fn socket_activate(specs: &[&str]) -> Option<Vec<String>> {
+    let launcher = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/common/socket_activate.py");
+    let mut v = vec![python3()?, launcher.to_string()];
     v.extend(specs.iter().map(|s| s.to_string()));
     v.push("--".into());
     v.push(env!("CARGO_BIN_EXE_ml_api_logger").into());
-    v
+    Some(v)
 }
 
-/// The system's python3 (the launcher needs nothing beyond its standard library).
-pub fn python3() -> String {
-    for p in ["/usr/bin/python3", "/usr/local/bin/python3"] {
-        if Path::new(p).exists() {
-            return p.into();
-        }
-    }
-    "python3".into()
+/// The system's python3 (the launcher needs nothing beyond its standard library), if any.
+fn python3() -> Option<String> {
+    ["/usr/bin/python3", "/usr/local/bin/python3", "python3"]
+        .into_iter()
+        .find(|p| has_tool(p))
+        .map(String::from)
 }
 
 impl Daemon {
@@ -316,6 +408,47 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A daemon writing its records to a file, with what it needs in a temp dir of its own.
+pub struct Served {
+    /// The child (killed and reaped when dropped) and its address.
+    pub daemon: Daemon,
+    /// Its certificate and CA, in `dir`.
+    pub certs: Certs,
+    /// The output file, `dir/out.ndjson`.
+    pub out: PathBuf,
+    /// Removed when dropped; the last field, so that the daemon is gone first.
+    pub dir: TempDir,
+}
+
+/// Starts the daemon on 127.0.0.1, port 0, with a test certificate, writing to `out.ndjson`, all
+/// in a new temp dir named after `tag`; `configure` adds settings (`|s| s` for none).
+pub fn serve_to_file(tag: &str, configure: impl FnOnce(Start<'_>) -> Start<'_>) -> Served {
+    let dir = TempDir::new(tag);
+    let certs = make_certs(dir.path());
+    let out = dir.join("out.ndjson");
+    let daemon = configure(Start::new(&certs))
+        .args(["--output", out.to_str().unwrap()])
+        .start();
+    Served {
+        daemon,
+        certs,
+        out,
+        dir,
+    }
+}
+
+impl Served {
+    /// A new HTTP/1.1 connection to the daemon.
+    pub async fn h1(&self) -> Client {
+        Client::h1(self.daemon.addr, &self.certs.ca_der).await
+    }
+
+    /// A new HTTP/2 connection to the daemon.
+    pub async fn h2(&self) -> Client {
+        Client::h2(self.daemon.addr, &self.certs.ca_der).await
     }
 }
 
@@ -573,19 +706,6 @@ pub async fn scrape(addr: SocketAddr) -> prom::Scrape {
     prom::parse(&r.body).unwrap_or_else(|e| panic!("not Prometheus text: {e}\n{}", r.body))
 }
 
-/// The certificate files `ml_api_logger cert` wrote into `dir`, for [`Start::new`].
-pub fn certs_in(dir: &Path) -> Certs {
-    use rustls::pki_types::pem::PemObject;
-    let ca = dir.join("serverca.crt");
-    let ca_der = CertificateDer::from_pem_file(&ca).unwrap();
-    Certs {
-        ca,
-        cert: dir.join("server.crt"),
-        key: dir.join("server.key"),
-        ca_der,
-    }
-}
-
 /// Runs the binary to completion with `args`, feeding `stdin`.
 pub fn run(args: &[&str], stdin: &[u8]) -> std::process::Output {
     use std::io::Write;
@@ -606,13 +726,23 @@ pub fn run(args: &[&str], stdin: &[u8]) -> std::process::Output {
     out
 }
 
-/// Threads of `pid` that tokio named (its workers; its blocking threads, none yet at start).
-pub fn runtime_threads(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/task"))
-        .unwrap()
-        .filter_map(|t| std::fs::read_to_string(t.unwrap().path().join("comm")).ok())
-        .filter(|name| name.trim() == "tokio-rt-worker")
-        .count()
+/// Threads of `pid` that tokio named (its workers; its blocking threads, none yet at start), once
+/// there are `expected` of them (and, 100 ms later, still no more) or after 5 s. A thread takes
+/// its name when it first runs, which on a busy machine can be after the start line.
+pub fn runtime_threads(pid: u32, expected: usize) -> usize {
+    let count = || {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.unwrap().path().join("comm")).ok())
+            .filter(|name| name.trim() == "tokio-rt-worker")
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while count() != expected && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    count()
 }
 
 /// A port nobody listens on right now.

@@ -1,9 +1,7 @@
 //! `--log-format json` / `LOGGER_LOG_FORMAT=json`: every diagnostic line on stderr is one JSON
 //! object with a timestamp, a level and the message; stdout still carries records only.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 fn lines(stderr: &str) -> Vec<serde_json::Value> {
     stderr
