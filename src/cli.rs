@@ -6,8 +6,8 @@
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::commands::{
-    cert::CertArgs, completions::CompletionsArgs, inspect::InspectArgs, seal_keys::SealKeysArgs,
-    send::SendArgs, verify::VerifyArgs,
+    cert::CertArgs, completions::CompletionsArgs, inspect::InspectArgs, report::ReportArgs,
+    seal_keys::SealKeysArgs, send::SendArgs, verify::VerifyArgs,
 };
 use crate::settings::ServeArgs;
 
@@ -26,7 +26,7 @@ pub struct Cli {
     pub serve: ServeArgs,
 }
 
-/// The subcommands. Each but `serve` lives in its own `cmd_*` module with its arguments.
+/// The subcommands. Each but `serve` lives in its own module of [`crate::commands`], with its arguments.
 // Parsed once per process: the size of the `serve` variant costs nothing worth a `Box`.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
@@ -43,6 +43,8 @@ pub enum Command {
     SealKeys(SealKeysArgs),
     /// Check sealed output files against their .seal: exit 0 when everything verifies, 1 on any failure.
     Verify(VerifyArgs),
+    /// Write the audit report of logs: one self-contained HTML page a person reads in a browser.
+    Report(ReportArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions(CompletionsArgs),
     /// Print the manual page (roff): ml_api_logger man > ml_api_logger.1

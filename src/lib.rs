@@ -16,14 +16,16 @@
 //! - [`record`] — the record format and conformance, and the one-pass check of the common record.
 //! - [`json`] — JSON text as bytes: scanning, minifying, streaming the records of a log.
 //! - [`correlate`] — requests matched with responses, duplicates, bounded aging tables.
+//! - [`summary`] — what a log holds, counted record by record: shared by `inspect` and `report`.
+//! - [`report`] — the audit report: what a log shows gathered, then written as one HTML page.
 //! - [`output`] — one writer at a time: gathered writes, fsync, rollback, torn-tail recovery.
 //! - [`seal`] — forward-secure seals on the output: keys and state, entries, the sealer the
 //!   output writer feeds, the verifier.
 //! - [`rejects`] — the file of refused bodies.
 //! - [`observe`] — counters, metrics, diagnostics, time formats.
 //! - [`certs`] — certificates made (the embedded default, `cert`), described, and trusted by `send`.
-//! - [`commands`] — the operator's other commands: `cert`, `send`, `inspect`, `completions`, `man`,
-//!   `seal-keys`, `verify`.
+//! - [`commands`] — the operator's other commands: `cert`, `send`, `inspect`, `report`,
+//!   `seal-keys`, `verify`, `completions`, `man`.
 
 #![forbid(unsafe_code)]
 
@@ -40,5 +42,7 @@ pub mod observe;
 pub mod output;
 pub mod record;
 pub mod rejects;
+pub mod report;
 pub mod seal;
 pub mod settings;
+pub mod summary;

@@ -1,5 +1,5 @@
 //! The `ml_api_logger` binary: parses arguments, then runs the daemon or one of the operator's
-//! commands (`cert`, `send`, `inspect`, `seal-keys`, `verify`, `completions`, `man`).
+//! commands (`cert`, `send`, `inspect`, `report`, `seal-keys`, `verify`, `completions`, `man`).
 
 #![forbid(unsafe_code)]
 
@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::CommandFactory;
 use ml_api_logger::cli::{self, Cli, Command};
-use ml_api_logger::commands::{cert, completions, inspect, man, seal_keys, send, verify};
+use ml_api_logger::commands::{cert, completions, inspect, man, report, seal_keys, send, verify};
 use ml_api_logger::daemon::{self, activation};
 use ml_api_logger::observe::diagnostics;
 use ml_api_logger::settings::Settings;
@@ -22,6 +22,7 @@ fn main() -> ExitCode {
         Some(Command::Inspect(args)) => return inspect::run(args),
         Some(Command::SealKeys(args)) => return seal_keys::run(args),
         Some(Command::Verify(args)) => return verify::run(args),
+        Some(Command::Report(args)) => return report::run(args),
         Some(Command::Completions(args)) => return completions::run(args, Cli::command()),
         Some(Command::Man) => return man::run(Cli::command()),
     };

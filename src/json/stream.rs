@@ -144,6 +144,11 @@ impl<R: BufRead> RecordReader<R> {
         self.scan.consumed
     }
 
+    /// Lines of the input read so far: a last line without its `\n` counts once begun.
+    pub fn lines_read(&self) -> u64 {
+        self.scan.line - u64::from(self.scan.at_line_start)
+    }
+
     /// The next record or problem; `None` at the end of the input.
     #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> io::Result<Option<Item<'_>>> {

@@ -24,6 +24,7 @@ mod load;
 mod log_format;
 mod metrics;
 mod rejects;
+mod report;
 mod seal;
 mod send;
 mod settings_errors;

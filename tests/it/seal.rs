@@ -475,3 +475,42 @@ async fn metrics_count_entries_and_health_stays_up() {
     assert_eq!(value("ml_api_logger_seal_failures_total"), 0.0);
     assert!(value("ml_api_logger_seal_last_timestamp_seconds") > 1.7e9);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_report_says_whether_the_seals_verify() {
+    let dir = TempDir::new("seal-report");
+    let certs = make_certs(dir.path());
+    let (files, key) = sealed_set(&dir.join("set"), &certs).await;
+    let report = |files: &[PathBuf]| {
+        let mut args = vec![
+            "report".to_string(),
+            "--out".into(),
+            "-".into(),
+            "--key".into(),
+            key.clone(),
+        ];
+        args.extend(files.iter().map(|f| f.display().to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = run(&args, b"");
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let html = report(&files);
+    let first = &html[..html.find("id=\"sensors\"").unwrap()];
+    assert!(first.contains("Seals verify"), "{first}");
+    assert!(!html.contains("do not verify"));
+    // One changed byte in the middle file: the first screen says so, and names the lines.
+    let text = std::fs::read_to_string(&files[1])
+        .unwrap()
+        .replacen("\"sequence\":40", "\"sequence\":41", 1);
+    std::fs::write(&files[1], text).unwrap();
+    let html = report(&files);
+    let first = &html[..html.find("id=\"sensors\"").unwrap()];
+    assert!(first.contains("Seals do not verify"), "{first}");
+    assert!(html.contains("lines "), "the failing lines are named");
+}
