@@ -1,7 +1,10 @@
 //! `ml_api_logger inspect`: reads a log of any size (NDJSON, the Go program's concatenated
 //! pretty-printed JSON, or arrays) and says what is in it: records by kind, conformance with the
 //! first problems and their lines, pairs, orphans, unanswered requests, duplicates, sequence
-//! reuses and resets, and the most frequent `RequestURI`s and status codes.
+//! reuses and resets, the most frequent `RequestURI`s and status codes, and the credentials
+//! written as marks (how many, and each mark with how often it appears; never a value).
+//! With `--redact-key` (the daemon's key) it marks credentials as the daemon does, in what
+//! `--normalize` and `--pairs` write: a Go-program log migrated loses its credentials too.
 //!
 //! The [`Inspector`] does the counting, one record at a time, with the daemon's rules (the
 //! record check of `record`, the duplicate and correlation rules of `correlate`) and bounded
@@ -26,6 +29,7 @@ use crate::correlate::{canonical, CorrelateConfig, Fingerprint};
 use crate::json::minify::minify_into;
 use crate::json::stream::{self, io_reason, open_inputs, Item, RecordReader};
 use crate::record::{self, Kind, Record};
+use crate::redact::{self, RedactKey, Redactor, MARK_DIGITS};
 
 /// `ml_api_logger inspect` arguments.
 #[derive(Debug, Clone, Args)]
@@ -45,6 +49,12 @@ pub struct InspectArgs {
     /// Most requests waiting for their response; beyond it the oldest is counted unanswered
     #[arg(long, value_name = "N", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     pub max_pending: u64,
+    /// The daemon's redaction key file (LOGGER_REDACT_KEY): credentials in header values are written as the daemon writes them, as keyed marks [default: none, values kept as read]
+    #[arg(long, value_name = "FILE")]
+    pub redact_key: Option<PathBuf>,
+    /// With --redact-key: comma-separated header names whose values are marked, or "off" [default: Authorization,Proxy-Authorization,Cookie,Set-Cookie,X-Api-Key,X-Auth-Token]
+    #[arg(long, value_name = "LIST", requires = "redact_key")]
+    pub redact: Option<String>,
     /// Largest record; a larger one is reported and skipped
     #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = crate::settings::units::parse_size_arg)]
     pub max_record: usize,
@@ -74,6 +84,8 @@ const MAX_DISTINCT: usize = 10_000;
 const MAX_KEY_LEN: usize = 256;
 /// Senders whose last request sequence is followed, for resets.
 const MAX_SENDERS: usize = 10_000;
+/// Marks listed in the summary, the most frequent first.
+const MARKS_LISTED: usize = 100;
 
 /// One problem, where it is.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -142,6 +154,14 @@ pub struct Summary {
     pub other_request_uris: u64,
     /// Most frequent response status codes.
     pub top_status_codes: Vec<Count>,
+    /// Header values written as marks (`"[redacted hmac:…]"`), in what was read or, with
+    /// `--redact-key`, in what was written.
+    pub redacted_values: u64,
+    /// Distinct marks among them (at most 10,000 are told apart).
+    pub distinct_redaction_marks: u64,
+    /// The most frequent marks (up to 100), each with how often it appears: the same mark is
+    /// the same credential.
+    pub redaction_marks: Vec<Count>,
 }
 
 impl Summary {
@@ -182,6 +202,13 @@ impl Summary {
         row("sequence reuses", format!("{}", self.sequence_reuses));
         row("sequence resets", format!("{}", self.sequence_resets));
         row(
+            "redacted values",
+            format!(
+                "{} ({} distinct marks)",
+                self.redacted_values, self.distinct_redaction_marks
+            ),
+        );
+        row(
             "sequence range",
             match (self.sequence_min, self.sequence_max) {
                 (Some(a), Some(b)) => format!("{a}..{b}"),
@@ -210,6 +237,7 @@ impl Summary {
         };
         top("top RequestURIs:", &self.top_request_uris);
         top("top status codes:", &self.top_status_codes);
+        top("redaction marks:", &self.redaction_marks);
         if self.other_request_uris > 0 {
             t.push_str(&format!(
                 "  ({} requests with RequestURIs beyond the first {} distinct ones are not ranked)\n",
@@ -291,8 +319,16 @@ pub struct Inspector {
     last_request: HashMap<Option<IpAddr>, u64>,
     uris: TopCounter,
     statuses: TopCounter,
+    /// Marks seen in header values.
+    marks: TopCounter,
+    /// With `--redact-key`: credentials marked in what is written.
+    redactor: Option<Redactor>,
     /// The reused buffer a record is minified into.
     minified: Vec<u8>,
+    /// The reused buffer a record with credentials is marked into; `marked_used` when it holds
+    /// the current record (else the minified text is what is written).
+    marked: Vec<u8>,
+    marked_used: bool,
     /// Log time is not wall time: nothing here ages by the clock, only by the caps.
     epoch: Instant,
 }
@@ -323,9 +359,19 @@ impl Inspector {
             last_request: HashMap::new(),
             uris: TopCounter::default(),
             statuses: TopCounter::default(),
+            marks: TopCounter::default(),
+            redactor: None,
             minified: Vec::new(),
+            marked: Vec::new(),
+            marked_used: false,
             epoch: Instant::now(),
         }
+    }
+
+    /// Marks credentials in what is written with `redactor`, as the daemon would.
+    pub fn with_redactor(mut self, redactor: Redactor) -> Inspector {
+        self.redactor = Some(redactor);
+        self
     }
 
     /// Records read so far.
@@ -377,8 +423,26 @@ impl Inspector {
         }
         self.minified.clear();
         minify_into(text, &mut self.minified);
+        self.marked.clear();
+        self.marked_used = self
+            .redactor
+            .as_ref()
+            .is_some_and(|r| r.redact_into(&self.minified, &mut self.marked) > 0);
+        let written = if self.marked_used {
+            &self.marked
+        } else {
+            &self.minified
+        };
+        for mark in redact::marks_in(written) {
+            self.summary.redacted_values += 1;
+            // Hex digits: always UTF-8.
+            self.marks.add(&format!(
+                "[redacted hmac:{}]",
+                String::from_utf8_lossy(&mark[..MARK_DIGITS])
+            ));
+        }
         if self.mode == Mode::Normalize {
-            out.write_all(&self.minified)?;
+            out.write_all(written)?;
             out.write_all(b"\n")?;
         }
         let Ok(rec) = checked else { return Ok(()) };
@@ -438,7 +502,12 @@ impl Inspector {
                     s.unanswered_requests += 1;
                 }
                 let kept: Box<[u8]> = if self.mode == Mode::Pairs {
-                    self.minified.as_slice().into()
+                    let written = if self.marked_used {
+                        &self.marked
+                    } else {
+                        &self.minified
+                    };
+                    written.as_slice().into()
                 } else {
                     Box::default()
                 };
@@ -468,7 +537,11 @@ impl Inspector {
                         write!(out, "{{\"sequence\":{sequence},\"request\":")?;
                         out.write_all(&request)?;
                         out.write_all(b",\"response\":")?;
-                        out.write_all(&self.minified)?;
+                        out.write_all(if self.marked_used {
+                            &self.marked
+                        } else {
+                            &self.minified
+                        })?;
                         out.write_all(b"}\n")?;
                     }
                 }
@@ -487,6 +560,8 @@ impl Inspector {
         s.distinct_request_uris = self.uris.counts.len() as u64;
         s.other_request_uris = self.uris.uncounted;
         s.top_status_codes = self.statuses.top(10);
+        s.distinct_redaction_marks = self.marks.counts.len() as u64;
+        s.redaction_marks = self.marks.top(MARKS_LISTED);
         s
     }
 }
@@ -512,6 +587,20 @@ fn peer_of(json: &str) -> Option<IpAddr> {
     }
 }
 
+/// The redactor `--redact-key` and `--redact` ask for: the key is read, never made (a key
+/// `inspect` made up would mark nothing the way the daemon does).
+fn redactor(args: &InspectArgs) -> Result<Option<Redactor>, String> {
+    let Some(path) = &args.redact_key else {
+        return Ok(None);
+    };
+    let names = match &args.redact {
+        Some(list) => redact::parse_names(list).map_err(|e| format!("--redact={list:?}: {e}"))?,
+        None => redact::default_names(),
+    };
+    let key = RedactKey::load(path).map_err(|e| format!("--redact-key={e}"))?;
+    Ok(Some(Redactor::new(&key, &names)))
+}
+
 /// Runs `inspect`; exit code 0 when every record conforms, 1 when not (or on a read or write
 /// error), 2 for bad arguments.
 pub fn run(args: &InspectArgs) -> ExitCode {
@@ -524,6 +613,13 @@ pub fn run(args: &InspectArgs) -> ExitCode {
     } else {
         Mode::Summary
     };
+    let redactor = match redactor(args) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let inputs = match open_inputs(&args.files) {
         Ok(i) => i,
         Err(e) => {
@@ -533,6 +629,9 @@ pub fn run(args: &InspectArgs) -> ExitCode {
     };
     let total: Option<u64> = inputs.iter().map(|i| i.size).sum();
     let mut inspector = Inspector::new(mode, args.problems, args.max_pending as usize);
+    if let Some(r) = redactor {
+        inspector = inspector.with_redactor(r);
+    }
     let mut progress = Progress::new();
     let mut out = BufWriter::with_capacity(256 << 10, io::stdout().lock());
     let mut bytes_before = 0u64;
@@ -683,6 +782,45 @@ mod tests {
         let (s, _) = inspect(&log, Mode::Summary);
         assert_eq!(s.keyed_by, "peer address and sequence");
         assert_eq!((s.pairs, s.duplicates, s.unanswered_requests), (2, 0, 0));
+    }
+
+    #[test]
+    fn marks_are_counted_and_listed_and_normalize_marks_with_the_key() {
+        let r = Redactor::new(&RedactKey::from_bytes([2; 32]), &redact::default_names());
+        let with = |seq: u64, cookie: &str| {
+            format!(
+                "{{\n  \"sequence\": {seq},\n  \"request\": {{\"Method\": \"GET\", \"RequestURI\": \"/\", \"Header\": {{\"Cookie\": [\"{cookie}\"]}}}}\n}}"
+            )
+        };
+        let log = vec![with(1, "a=1"), with(2, "a=1"), with(3, "b=2"), resp(1, 200)];
+        // Without a key: values as read, nothing counted.
+        let (s, out) = inspect(&log, Mode::Normalize);
+        assert_eq!((s.redacted_values, s.distinct_redaction_marks), (0, 0));
+        assert!(out.contains("a=1"));
+        // With the key: marked as the daemon would, counted, listed.
+        let mut i = Inspector::new(Mode::Normalize, 10, 100_000).with_redactor(r);
+        let mut out = Vec::new();
+        for (n, rec) in log.iter().enumerate() {
+            i.record("t", n as u64 + 1, rec.as_bytes(), &mut out).unwrap();
+        }
+        let s = i.finish(0);
+        let out = String::from_utf8(out).unwrap();
+        assert!(!out.contains("a=1") && !out.contains("b=2"), "{out}");
+        assert_eq!(out.lines().count(), 4);
+        assert_eq!((s.redacted_values, s.distinct_redaction_marks), (3, 2));
+        assert_eq!(s.redaction_marks[0].count, 2);
+        assert!(s.redaction_marks[0].value.starts_with("[redacted hmac:"));
+        assert!(out.contains(&s.redaction_marks[0].value));
+        let text = s.to_text();
+        assert!(
+            text.contains("redacted values       3 (2 distinct marks)"),
+            "{text}"
+        );
+        // Reading the marked log again: the same counts, without a key.
+        let marked: Vec<String> = out.lines().map(str::to_string).collect();
+        let (again, _) = inspect(&marked, Mode::Json);
+        assert_eq!(again.redaction_marks, s.redaction_marks);
+        assert_eq!((again.duplicates, again.records), (0, 4));
     }
 
     #[test]
