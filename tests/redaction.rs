@@ -39,6 +39,11 @@ const RESPONSE_COOKIES: &str = r#"{ "sequence": 1, "response_status_code": "200"
 const REFUSED: &str =
     r#"{"sequence": 3, "request": {"Method": "GET", "Header": {"Authorization": ["Bearer abc"]}}}"#;
 
+/// A request whose `Authorization` is a string, not an array: it does not conform, and the
+/// record check's wording would quote the value.
+const NOT_AN_ARRAY: &str =
+    r#"{"sequence":4,"request":{"Method":"GET","RequestURI":"/","Header":{"Authorization":"Bearer abc"}}}"#;
+
 /// The mark the daemon writes for `value` under the key in `key_file`.
 fn mark(key_file: &Path, value: &str) -> String {
     let key = RedactKey::load(key_file).unwrap();
@@ -110,6 +115,16 @@ async fn credentials_are_marked_by_default_and_nowhere_in_clear() {
     assert_eq!(c.post(REQUEST_AUTH).await.json()["duplicates"], 1);
     let refused = c.post(format!("[{REQUEST_LOWER},\n{REFUSED}]")).await;
     assert_eq!(refused.status, 422, "{}", refused.body);
+    // A credential where an array belongs: the problem is told without it.
+    let refused = c.post(NOT_AN_ARRAY).await;
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    assert!(
+        refused
+            .body
+            .contains("request.Header.Authorization: not as documented"),
+        "{}",
+        refused.body
+    );
     let metrics = scrape(d.admin_addr()).await;
     assert_eq!(metrics.n("ml_api_logger_redacted_values_total", &[]), 4);
     let metrics_text = http_get(d.admin_addr(), "GET", "/metrics").await.body;
@@ -137,7 +152,11 @@ async fn credentials_are_marked_by_default_and_nowhere_in_clear() {
 
     // The refused body is kept with its records' credentials marked, the rest as sent.
     let kept = read_ndjson(&rejects);
-    assert_eq!(kept.len(), 1);
+    assert_eq!(kept.len(), 2);
+    assert_eq!(
+        kept[1]["body"].as_str().unwrap(),
+        NOT_AN_ARRAY.replace(r#""Bearer abc""#, &bearer)
+    );
     assert_eq!(kept[0]["status"], 422);
     assert_eq!(
         kept[0]["body"].as_str().unwrap(),

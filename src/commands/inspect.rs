@@ -408,6 +408,15 @@ impl Inspector {
         };
         let checked = record::check(json);
         if let Err(problem) = &checked {
+            let mut problem = problem.clone();
+            // With a key, what inspect prints shows no credential either.
+            if let Some(reason) = self
+                .redactor
+                .as_ref()
+                .and_then(|r| r.scrub_problem(&problem.field, &problem.reason))
+            {
+                problem.reason = reason;
+            }
             if let Err((at, reason)) = stream::check_json(text, line) {
                 self.summary.unreadable += 1;
                 self.note(file, at, format!("not JSON: {reason}"));

@@ -131,7 +131,14 @@ fn prepare_split(body: &[u8], how: Treatment<'_>) -> Result<Prepared, IngestErro
     for (i, raw) in split.records.iter().enumerate() {
         let (key, compact) = match check(raw.get()) {
             Ok((kind, sequence, compact)) => (Some((kind, sequence)), compact),
-            Err(problem) => {
+            Err(mut problem) => {
+                // The problem is logged, answered and kept: never with a credential in it.
+                if let Some(reason) = how
+                    .redactor
+                    .and_then(|r| r.scrub_problem(&problem.field, &problem.reason))
+                {
+                    problem.reason = reason;
+                }
                 let where_ = if batch {
                     format!("record {} ", i + 1)
                 } else {

@@ -138,6 +138,29 @@ impl Redactor {
         !self.lower.is_empty() && self.quick_verdict(line)
     }
 
+    /// Whether the header `name` (as decoded text) is one whose values are marked.
+    pub fn redacts(&self, name: &str) -> bool {
+        self.lower.iter().any(|n| n.eq_ignore_ascii_case(name.as_bytes()))
+    }
+
+    /// A record's problem, as the record check words it, fit to be logged and kept: when it is
+    /// about the value of a redacted header, serde's wording quotes that value (`invalid type:
+    /// string "Bearer abc", expected a sequence`), so the reason is replaced by one that does
+    /// not. `None` when the problem shows no such value.
+    pub fn scrub_problem(&self, field: &str, reason: &str) -> Option<String> {
+        let header = field
+            .strip_prefix("request.Header.")
+            .or_else(|| field.strip_prefix("response_headers."))?;
+        let name = header.split('[').next().unwrap_or(header);
+        if !self.redacts(name) {
+            return None;
+        }
+        let expected = reason.rfind(", expected ").map_or("", |at| &reason[at..]);
+        Some(format!(
+            "not as documented (value not shown: a redacted header){expected}"
+        ))
+    }
+
     /// The mark of `value`: `"[redacted hmac:` and the first 8 bytes of HMAC-SHA-256(key,
     /// value) in lower-case hex, then `]"`, quotes included.
     pub fn mark(&self, value: &[u8]) -> [u8; MARK_LEN] {
@@ -1250,6 +1273,29 @@ mod tests {
                 string_stop(&text, start),
                 (expected, text.get(expected) == Some(&b'"'))
             );
+        }
+    }
+
+    #[test]
+    fn problems_with_a_redacted_value_do_not_show_it() {
+        let r = default_redactor();
+        let reason = r#"invalid type: string "Bearer abc", expected a sequence"#;
+        for field in [
+            "request.Header.Authorization",
+            "request.Header.authorization[0]",
+            "response_headers.Set-Cookie[1]",
+        ] {
+            let scrubbed = r.scrub_problem(field, reason).unwrap();
+            assert!(!scrubbed.contains("abc"), "{scrubbed}");
+            assert!(scrubbed.ends_with(", expected a sequence"), "{scrubbed}");
+        }
+        for field in [
+            "request.Header.Accept",
+            "request.Method",
+            "response_headers",
+            "request.Trailer.Cookie",
+        ] {
+            assert_eq!(r.scrub_problem(field, reason), None, "{field}");
         }
     }
 
