@@ -108,7 +108,6 @@ pub async fn run_with(settings: Settings, passed: Option<Passed>) -> Result<Stop
         }
         None => (None, None),
     };
-    let redactor = load_redactor(&settings.redact)?;
     let activated = passed.is_some();
     let (listeners, admin_listener) = match passed {
         Some(passed) => adopt(passed, &settings)?,
@@ -124,6 +123,8 @@ pub async fn run_with(settings: Settings, passed: Option<Passed>) -> Result<Stop
         None => None,
     };
     let tls_config = tls::server_config(store.clone(), client_ca)?;
+    // Last of the start's checks: a start that fails for another reason makes no key.
+    let redactor = load_redactor(&settings.redact)?;
     start_line(&settings, &addrs, admin_addr, activated, &cert);
 
     let stats = Arc::new(Stats::default());
