@@ -14,6 +14,7 @@
 //! - [`ingest`] — one request body to written records: decode, split, check, write, commit;
 //!   every refusal and its status.
 //! - [`record`] — the record format and conformance, and the one-pass check of the common record.
+//! - [`redact`] — credentials in header values written as keyed marks; the installation's key.
 //! - [`json`] — JSON text as bytes: scanning, minifying, streaming the records of a log.
 //! - [`correlate`] — requests matched with responses, duplicates, bounded aging tables.
 //! - [`summary`] — what a log holds, counted record by record: shared by `inspect` and `report`.
@@ -41,6 +42,7 @@ pub mod net;
 pub mod observe;
 pub mod output;
 pub mod record;
+pub mod redact;
 pub mod rejects;
 pub mod report;
 pub mod seal;

@@ -1,6 +1,8 @@
 //! `ml_api_logger inspect`: reads a log of any size (NDJSON, the Go program's concatenated
 //! pretty-printed JSON, or arrays) and says what is in it, as a table or JSON; or writes its
-//! exchanges joined (`--pairs`) or its records as clean NDJSON (`--normalize`).
+//! exchanges joined (`--pairs`) or its records as clean NDJSON (`--normalize`). With
+//! `--redact-key` (the daemon's key) it marks credentials as the daemon does in what
+//! `--normalize` and `--pairs` write: a Go-program log migrated loses its credentials too.
 //!
 //! The counting is [`crate::summary`]'s, shared with `report`; reading the input forms is
 //! `json::stream`'s. This module holds the arguments and the loop over the inputs.
@@ -13,6 +15,7 @@ use clap::Args;
 
 use crate::commands::progress::{self, Progress};
 use crate::json::stream::{io_reason, open_inputs, Item, RecordReader};
+use crate::redact::{self, RedactKey, Redactor};
 pub use crate::summary::{Count, Inspector, Mode, ProblemReport, Summary};
 
 /// `ml_api_logger inspect` arguments.
@@ -33,12 +36,32 @@ pub struct InspectArgs {
     /// Most requests waiting for their response; beyond it the oldest is counted unanswered
     #[arg(long, value_name = "N", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     pub max_pending: u64,
+    /// The daemon's redaction key file (LOGGER_REDACT_KEY): credentials in header values are written as the daemon writes them, as keyed marks [default: none, values kept as read]
+    #[arg(long, value_name = "FILE")]
+    pub redact_key: Option<PathBuf>,
+    /// With --redact-key: comma-separated header names whose values are marked, or "off" [default: Authorization,Proxy-Authorization,Cookie,Set-Cookie,X-Api-Key,X-Auth-Token]
+    #[arg(long, value_name = "LIST", requires = "redact_key")]
+    pub redact: Option<String>,
     /// Largest record; a larger one is reported and skipped
     #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = crate::settings::units::parse_size_arg)]
     pub max_record: usize,
     /// Log files to read ("-" or none: standard input)
     #[arg(value_name = "FILE")]
     pub files: Vec<PathBuf>,
+}
+
+/// The redactor `--redact-key` and `--redact` ask for: the key is read, never made (a key
+/// `inspect` made up would mark nothing the way the daemon does).
+fn redactor(args: &InspectArgs) -> Result<Option<Redactor>, String> {
+    let Some(path) = &args.redact_key else {
+        return Ok(None);
+    };
+    let names = match &args.redact {
+        Some(list) => redact::parse_names(list).map_err(|e| format!("--redact={list:?}: {e}"))?,
+        None => redact::default_names(),
+    };
+    let key = RedactKey::load(path).map_err(|e| format!("--redact-key={e}"))?;
+    Ok(Some(Redactor::new(&key, &names)))
 }
 
 /// Runs `inspect`; exit code 0 when every record conforms, 1 when not (or on a read or write
@@ -53,6 +76,13 @@ pub fn run(args: &InspectArgs) -> ExitCode {
     } else {
         Mode::Summary
     };
+    let redactor = match redactor(args) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let inputs = match open_inputs(&args.files) {
         Ok(i) => i,
         Err(e) => {
@@ -62,6 +92,9 @@ pub fn run(args: &InspectArgs) -> ExitCode {
     };
     let total: Option<u64> = inputs.iter().map(|i| i.size).sum();
     let mut inspector = Inspector::new(mode, args.problems, args.max_pending as usize);
+    if let Some(r) = redactor {
+        inspector = inspector.with_redactor(r);
+    }
     let mut progress = Progress::new();
     let mut out = BufWriter::with_capacity(256 << 10, io::stdout().lock());
     let mut bytes_before = 0u64;

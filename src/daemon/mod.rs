@@ -31,8 +31,9 @@ use crate::observe::metrics::Metrics;
 use crate::observe::stats::Stats;
 use crate::observe::timefmt::rfc3339_secs;
 use crate::output::{OpenError, Output, Writer};
+use crate::redact::{KeyError, KeyOrigin, RedactKey, Redactor};
 use crate::rejects::Rejects;
-use crate::settings::{OutputTarget, Settings};
+use crate::settings::{OutputTarget, RedactSettings, Settings};
 use activation::{ActivationError, Passed};
 use reload::Reload;
 use sealing::Sealing;
@@ -67,6 +68,9 @@ pub enum StartError {
     /// The sealing state cannot be used, or the output's `.seal` cannot be continued.
     #[error("LOGGER_SEAL: {0}")]
     Seal(#[from] crate::seal::SealError),
+    /// The redaction key exists but cannot be read or is malformed, or cannot be made.
+    #[error("LOGGER_REDACT_KEY={0}")]
+    RedactKey(#[from] KeyError),
 }
 
 /// The runtime the daemon serves on (and the benchmark's ceiling server, so the two compare
@@ -134,6 +138,8 @@ pub async fn run_with(settings: Settings, passed: Option<Passed>) -> Result<Stop
         None => None,
     };
     let tls_config = tls::server_config(store.clone(), client_ca)?;
+    // Last of the start's checks: a start that fails for another reason makes no key.
+    let redactor = load_redactor(&settings.redact)?;
     start_line(&settings, &addrs, admin_addr, activated, &cert);
 
     duties::set_expiry_metric(&stats, &cert);
@@ -144,6 +150,7 @@ pub async fn run_with(settings: Settings, passed: Option<Passed>) -> Result<Stop
         correlator: Correlator::new(settings.correlate.clone(), stats.clone()),
         strict: settings.strict,
         annotate: settings.annotate,
+        redactor,
         max_body: settings.limits.max_body,
         body_timeout: settings.limits.body_timeout,
         budget: crate::ingest::budget::Budget::new(crate::ingest::budget::BODY_BUDGET),
@@ -210,6 +217,29 @@ pub async fn run_with(settings: Settings, passed: Option<Passed>) -> Result<Stop
     }
     tracing::info!("stopped: {}", stats.summary());
     Ok(why)
+}
+
+/// The redactor `LOGGER_REDACT` asks for, under the installation's key: read, or made at the
+/// first start (its directory too, mode 0700, as the embedded certificate's). `None` when off:
+/// then no key is read or made.
+fn load_redactor(settings: &RedactSettings) -> Result<Option<Arc<Redactor>>, StartError> {
+    if settings.names.is_empty() {
+        return Ok(None);
+    }
+    let path = &settings.key;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+        use std::os::unix::fs::DirBuilderExt;
+        // A failure shows as the key's own: it cannot be made.
+        let _ = std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir);
+    }
+    let (key, origin) = RedactKey::load_or_create(path)?;
+    if origin == KeyOrigin::Created {
+        tracing::info!(
+            "created the redaction key {}; keep it with the log: marks made under another key never match these",
+            path.display()
+        );
+    }
+    Ok(Some(Arc::new(Redactor::new(&key, &settings.names))))
 }
 
 async fn finish(writer: Writer) {
@@ -286,8 +316,16 @@ fn start_line(
         None => "no client certificates".to_string(),
     };
     let workers = tokio::runtime::Handle::current().metrics().num_workers();
+    let redaction = match settings.redact.names.as_slice() {
+        [] => "redaction off".to_string(),
+        names => format!(
+            "redacting {} (key {})",
+            names.join(", "),
+            settings.redact.key.display()
+        ),
+    };
     tracing::info!(
-        "ml_api_logger {} listening on {}; certificate {}; output {}; {}, fsync {}; allowed: {}; {}; {} worker thread{}",
+        "ml_api_logger {} listening on {}; certificate {}; output {}; {}, fsync {}; {}; allowed: {}; {}; {} worker thread{}",
         env!("CARGO_PKG_VERSION"),
         listening.join(" "),
         certificate,
@@ -297,6 +335,7 @@ fn start_line(
         },
         if settings.strict { "strict" } else { "lenient" },
         if settings.fsync { "on" } else { "off" },
+        redaction,
         settings.allow,
         clients,
         workers,

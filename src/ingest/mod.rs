@@ -1,11 +1,12 @@
 //! Ingest: one request body to the records written for it — the pipeline, in one place.
 //!
 //! [`Ingest::accept`] reads the body under the size limit, the body deadline and the daemon-wide
-//! memory budget ([`body`], [`budget`]), decodes it ([`decode`]), splits, checks, minifies and
-//! annotates its records into lines ([`split`], [`lines`]), asks correlation which are retries,
-//! has the output write the rest, commits them to correlation, and counts. Every refusal on the
-//! way is an [`IngestError`]; a refused body is logged, counted and kept in the rejects file
-//! here. What HTTP answer each outcome gets is [`crate::http`]'s.
+//! memory budget ([`body`], [`budget`]), decodes it ([`decode`]), splits, checks, minifies,
+//! marks the credentials of and annotates its records into lines ([`split`], [`lines`]), asks
+//! correlation which are retries, has the output write the rest, commits them to correlation,
+//! and counts. Every refusal on the way is an [`IngestError`]; a refused body is logged,
+//! counted and kept in the rejects file here, its records' credentials marked as in the output.
+//! What HTTP answer each outcome gets is [`crate::http`]'s.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -21,6 +22,7 @@ use crate::observe::stats::Stats;
 use crate::observe::timefmt::rfc3339_millis;
 use crate::output::Output;
 use crate::record::Kind;
+use crate::redact::Redactor;
 use crate::rejects::Rejects;
 
 pub mod body;
@@ -33,7 +35,7 @@ pub mod split;
 use body::BodyError;
 use budget::{Budget, Held};
 pub use error::IngestError;
-pub use lines::{prepare, Annotation, Prepared};
+pub use lines::{prepare, Annotation, Prepared, Treatment};
 
 /// Bodies larger than this (as sent) are decoded and checked on the blocking pool.
 const OFFLOAD_ABOVE: usize = 256 << 10;
@@ -50,6 +52,9 @@ pub struct Ingest {
     pub strict: bool,
     /// Add `_received_at` and `_peer` to each record.
     pub annotate: bool,
+    /// Marks credentials in header values (`LOGGER_REDACT`); `None` when off. Shared with the
+    /// blocking pool, which parses large bodies.
+    pub redactor: Option<Arc<Redactor>>,
     /// Largest body, sent and decoded.
     pub max_body: usize,
     /// Deadline for the whole body.
@@ -119,8 +124,14 @@ impl Ingest {
         self.stats.posts_refused_by_status.count(status.as_u16());
         tracing::warn!(%peer, status = status.as_u16(), "refused: {e}");
         if let (Some(rejects), true) = (&self.rejects, e.keeps_body()) {
+            // The refused body's records lose their credentials as written records do.
+            let marked = self
+                .redactor
+                .as_deref()
+                .and_then(|r| crate::rejects::redact_body(&kept.body, r));
+            let body = marked.as_deref().unwrap_or(&kept.body);
             if let Err(w) = rejects
-                .keep(peer, status.as_u16(), &e.to_string(), &kept.body, kept.truncated)
+                .keep(peer, status.as_u16(), &e.to_string(), body, kept.truncated)
                 .await
             {
                 tracing::error!(%peer, "cannot keep the refused body in the rejects file: {w}");
@@ -183,28 +194,35 @@ impl Ingest {
         let offload = body.len() > OFFLOAD_ABOVE || !codings.is_empty();
         // The decoded body, when there is one, is what the rejects file keeps: what the sender meant.
         let budget = self.budget.clone();
-        let work = move || -> (Result<Prepared, IngestError>, Option<Bytes>, Held) {
-            let mut decoded_held = Held::default();
-            if codings.is_empty() {
-                return (prepare(&body, strict, annotation.as_ref()), None, decoded_held);
-            }
-            let mut grow = |n: usize| budget.try_take(&mut decoded_held, n).is_ok();
-            match decode::decode(body.to_vec(), &codings, max_body, &mut grow) {
-                Ok(decoded) => {
-                    let decoded = Bytes::from(decoded);
-                    let prepared = prepare(&decoded, strict, annotation.as_ref());
-                    (prepared, Some(decoded), decoded_held)
+        let work =
+            move |redactor: Option<&Redactor>| -> (Result<Prepared, IngestError>, Option<Bytes>, Held) {
+                let how = Treatment {
+                    strict,
+                    annotation: annotation.as_ref(),
+                    redactor,
+                };
+                let mut decoded_held = Held::default();
+                if codings.is_empty() {
+                    return (prepare(&body, how), None, decoded_held);
                 }
-                Err(e) => (Err(e.into()), None, decoded_held),
-            }
-        };
+                let mut grow = |n: usize| budget.try_take(&mut decoded_held, n).is_ok();
+                match decode::decode(body.to_vec(), &codings, max_body, &mut grow) {
+                    Ok(decoded) => {
+                        let decoded = Bytes::from(decoded);
+                        let prepared = prepare(&decoded, how);
+                        (prepared, Some(decoded), decoded_held)
+                    }
+                    Err(e) => (Err(e.into()), None, decoded_held),
+                }
+            };
         // The decoded body's share of the budget is held until the request is answered.
         let (prepared, decoded, _decoded_held) = if offload {
-            tokio::task::spawn_blocking(work)
+            let redactor = self.redactor.clone();
+            tokio::task::spawn_blocking(move || work(redactor.as_deref()))
                 .await
                 .map_err(|e| IngestError::BodyRead(format!("parsing stopped: {e}")))?
         } else {
-            work()
+            work(self.redactor.as_deref())
         };
         let prepared = match prepared {
             Ok(p) => p,
@@ -246,6 +264,7 @@ impl Ingest {
             }
         };
         let duplicates = verdicts.iter().filter(|v| **v == Verdict::Duplicate).count();
+        let redacted = prepared.redacted_to_write(&verdicts);
         // Only records that conform have a key, so only they can be retries.
         let (mut duplicate_requests, mut duplicate_responses) = (0u64, 0u64);
         let lines = if duplicates == 0 {
@@ -277,6 +296,7 @@ impl Ingest {
         Stats::add(&s.duplicate_requests, duplicate_requests);
         Stats::add(&s.duplicate_responses, duplicate_responses);
         Stats::add(&s.nonconforming_written, prepared.nonconforming as u64);
+        Stats::add(&s.redacted_values, redacted as u64);
         Ok(Accepted {
             records: prepared.records,
             nonconforming: prepared.nonconforming,

@@ -59,6 +59,7 @@ impl Server {
         let ingest = Arc::new(Ingest {
             output: out,
             rejects: None,
+            redactor: None,
             correlator: Correlator::new(CorrelateConfig::default(), stats.clone()),
             strict: false,
             annotate: false,

@@ -147,6 +147,12 @@ impl Collector for Source {
             ],
         )?;
         out.counter(
+            "redacted_values",
+            "Header values written as keyed marks instead of as sent (LOGGER_REDACT), in the records \
+             written.",
+            g(&s.redacted_values),
+        )?;
+        out.counter(
             "posts_accepted",
             "POST /log requests answered 200.",
             g(&s.posts_accepted),
@@ -328,6 +334,7 @@ mod tests {
         let stats = Arc::new(Stats::default());
         Stats::add(&stats.records_written, 3);
         Stats::add(&stats.requests_written, 2);
+        Stats::add(&stats.redacted_values, 4);
         stats.http_answers.count(200);
         output.write(b"{}\n{}\n".to_vec()).await.unwrap();
         let text = Metrics::new(stats, output).render();
@@ -340,6 +347,7 @@ mod tests {
             "ml_api_logger_records_total{kind=\"request\",outcome=\"written\"} 2\n",
             "ml_api_logger_records_total{kind=\"nonconforming\",outcome=\"written\"} 1\n",
             "ml_api_logger_http_responses_total{status=\"200\"} 1\n",
+            "ml_api_logger_redacted_values_total 4\n",
             "# TYPE ml_api_logger_output_batch_records histogram\n",
             "ml_api_logger_output_batch_records_bucket{le=\"2\"} 1\n",
             "ml_api_logger_output_batch_records_bucket{le=\"+Inf\"} 1\n",

@@ -18,6 +18,8 @@ pub struct Stats {
     pub responses_written: AtomicU64,
     /// Records written that did not conform (lenient mode).
     pub nonconforming_written: AtomicU64,
+    /// Header values written as keyed marks, in the records written (`LOGGER_REDACT`).
+    pub redacted_values: AtomicU64,
     /// `POST /log` answered `200`.
     pub posts_accepted: AtomicU64,
     /// `POST /log` refused, any status.
@@ -105,12 +107,13 @@ impl Stats {
 
     fn traffic_summary(&self) -> String {
         format!(
-            "records written {} (requests {}, responses {}, nonconforming {}); posts accepted {}, refused {}; \
-             connections {} (refused at cap {}, not allowed {}, TLS failures {}, timed out {})",
+            "records written {} (requests {}, responses {}, nonconforming {}); credentials redacted {}; \
+             posts accepted {}, refused {}; connections {} (refused at cap {}, not allowed {}, TLS failures {}, timed out {})",
             Self::get(&self.records_written),
             Self::get(&self.requests_written),
             Self::get(&self.responses_written),
             Self::get(&self.nonconforming_written),
+            Self::get(&self.redacted_values),
             Self::get(&self.posts_accepted),
             Self::get(&self.posts_refused),
             Self::get(&self.connections_total),

@@ -180,6 +180,32 @@ impl Visitor<'_> for FieldSeed {
     }
 }
 
+/// A header name as text for an error message: lossy where its escapes make no Unicode text,
+/// and cut to a length a message can carry.
+struct NameSeed;
+
+impl<'de> de::DeserializeSeed<'de> for NameSeed {
+    type Value = String;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<String, D::Error> {
+        d.deserialize_bytes(self)
+    }
+}
+
+impl Visitor<'_> for NameSeed {
+    type Value = String;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a header name")
+    }
+    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<String, E> {
+        let mut name = String::from_utf8_lossy(&v[..v.len().min(256)]).into_owned();
+        name.retain(|c| c != PATH_SEP);
+        Ok(name)
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {
+        self.visit_bytes(v.as_bytes())
+    }
+}
+
 /// Separates a field's name from the error of its value in an error message; [`explain`] turns
 /// the names into the dotted path (`request.Method`).
 const PATH_SEP: char = '\u{1f}';
@@ -436,7 +462,9 @@ fn explain(json: &str) -> Nonconformity {
     let mut path = Vec::new();
     let mut rest = message.as_str();
     while let Some((name, tail)) = rest.split_once(PATH_SEP) {
-        if !(ENVELOPE.contains(&name) || REQUEST_INFO.contains(&name)) {
+        // A header map's member is any name (the header's); every other name is a known field.
+        let in_header_map = matches!(path.last(), Some(&("Header" | "response_headers" | "Trailer")));
+        if !(in_header_map || ENVELOPE.contains(&name) || REQUEST_INFO.contains(&name)) {
             break;
         }
         path.push(name);
@@ -599,9 +627,11 @@ impl<'de> Visitor<'de> for HeaderMapVisitor {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<HeaderMap, A::Error> {
         let mut len = 0;
-        // Header names are read as bytes: any name is the sensor's business.
-        while map.next_key_seed(FieldSeed(&[]))?.is_some() {
-            map.next_value::<StringList>()?;
+        // Header names are read as bytes: any name is the sensor's business. A value's error
+        // names its header (`request.Header.Accept`), so redaction can word it without the value.
+        while let Some(name) = map.next_key_seed(NameSeed)? {
+            map.next_value::<StringList>()
+                .map_err(|e| de::Error::custom(format_args!("{name}{PATH_SEP}{e}")))?;
             len += 1;
         }
         Ok(HeaderMap { len })

@@ -744,7 +744,7 @@ fn counts_section(h: &mut String, s: &Summary) {
     h.push_str(r#".</p><table><tbody>"#);
     let opt = |v: Option<u64>| v.map(|n| n.to_string());
     let some = |n: u64| Some(n.to_string());
-    let rows: [(&str, &str, Option<String>); 18] = [
+    let rows: [(&str, &str, Option<String>); 20] = [
         ("bytes", "bytes read", some(s.bytes)),
         ("records", "records (JSON objects)", some(s.records)),
         ("requests", "requests", some(s.requests)),
@@ -774,6 +774,16 @@ fn counts_section(h: &mut String, s: &Summary) {
             "other_request_uris",
             "requests past the URI cap",
             some(s.other_request_uris),
+        ),
+        (
+            "redacted_values",
+            "redacted header values",
+            some(s.redacted_values),
+        ),
+        (
+            "distinct_redaction_marks",
+            "distinct redaction marks",
+            some(s.distinct_redaction_marks),
         ),
     ];
     for (name, label, value) in rows {

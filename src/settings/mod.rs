@@ -17,6 +17,7 @@ use clap::{ArgMatches, Args};
 use crate::correlate::CorrelateConfig;
 use crate::net::allow::Allowlist;
 use crate::observe::diagnostics::{self, LogFormat};
+use crate::redact;
 
 pub mod units;
 
@@ -83,6 +84,12 @@ pub struct ServeArgs {
     /// Where the embedded default certificate is kept [default: ./certs]
     #[arg(long, env = "LOGGER_CERT_DIR", value_name = "DIR")]
     pub cert_dir: Option<String>,
+    /// Comma-separated header names whose values are written as keyed marks, or "off" [default: Authorization,Proxy-Authorization,Cookie,Set-Cookie,X-Api-Key,X-Auth-Token]
+    #[arg(long, env = "LOGGER_REDACT", value_name = "LIST")]
+    pub redact: Option<String>,
+    /// The redaction key: 64 hex digits, made (mode 0600) at the first start [default: redact.key in the cert directory]
+    #[arg(long, env = "LOGGER_REDACT_KEY", value_name = "FILE")]
+    pub redact_key: Option<String>,
     /// Time allowed for the TLS handshake [default: 10s]
     #[arg(long, env = "LOGGER_HANDSHAKE_TIMEOUT", value_name = "DURATION")]
     pub handshake_timeout: Option<String>,
@@ -176,6 +183,15 @@ pub enum CertSource {
     Embedded(PathBuf),
 }
 
+/// Which header values are written as keyed marks (SPEC 4.9), and with which key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedactSettings {
+    /// The header names (`LOGGER_REDACT`); empty when `off`.
+    pub names: Vec<String>,
+    /// The key file (`LOGGER_REDACT_KEY`): read, or made at the first start.
+    pub key: PathBuf,
+}
+
 /// Every limit on a peer; each one a defence against a slow or hostile client.
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -228,6 +244,8 @@ pub struct Settings {
     pub rejects: Option<PathBuf>,
     /// Add `_received_at` and `_peer` to each record.
     pub annotate: bool,
+    /// Credentials in header values written as marks.
+    pub redact: RedactSettings,
     /// Correlation and duplicate suppression.
     pub correlate: CorrelateConfig,
     /// Trust anchors for client certificates (mTLS).
@@ -268,7 +286,7 @@ impl Settings {
                     "a key without a certificate; set LOGGER_CERT too",
                 ))
             }
-            (None, None) => CertSource::Embedded(cert_dir),
+            (None, None) => CertSource::Embedded(cert_dir.clone()),
         };
         let port = raw.parse("port", 8443, |s| {
             s.trim().parse::<u16>().map_err(|_| "not a port number (1-65535)")
@@ -291,6 +309,14 @@ impl Settings {
                 ));
             }
         }
+        let redact = RedactSettings {
+            names: raw.parse("redact", redact::default_names(), |s| {
+                redact::parse_names(s).map_err(|e| e.to_string())
+            })?,
+            key: raw
+                .path("redact_key")?
+                .unwrap_or_else(|| cert_dir.join("redact.key")),
+        };
         let client_ca = raw.path("client_ca")?;
         let allow = raw.parse("allow", Allowlist::default(), Allowlist::parse)?;
 
@@ -356,6 +382,7 @@ impl Settings {
             fsync,
             rejects,
             annotate,
+            redact,
             correlate,
             client_ca,
             allow,
@@ -489,6 +516,22 @@ mod tests {
         assert_eq!(s.limits.max_body, 16 << 20);
         assert_eq!(s.cert, CertSource::Embedded(PathBuf::from("./certs")));
         assert_eq!((s.admin_addr, s.log_format), (None, LogFormat::Text));
+        assert_eq!(s.redact.names, redact::default_names());
+        assert_eq!(s.redact.key, PathBuf::from("./certs/redact.key"));
+    }
+
+    #[test]
+    fn redaction_settings() {
+        let s = settings(&["--redact", "X-Custom, cookie", "--cert-dir", "/etc/mlal"]).unwrap();
+        assert_eq!(s.redact.names, ["X-Custom", "cookie"]);
+        assert_eq!(s.redact.key, PathBuf::from("/etc/mlal/redact.key"));
+        let s = settings(&["--redact", "off", "--redact-key", "/k/r.key"]).unwrap();
+        assert!(s.redact.names.is_empty());
+        assert_eq!(s.redact.key, PathBuf::from("/k/r.key"));
+        assert_eq!(
+            settings(&["--redact", "Cookie,X Y"]).unwrap_err(),
+            r#"--redact="Cookie,X Y": "X Y": ' ' cannot be part of an HTTP header name"#
+        );
     }
 
     #[test]

@@ -23,6 +23,7 @@ use crate::correlate::{canonical, CorrelateConfig, Fingerprint};
 use crate::json::minify::minify_into;
 use crate::json::stream;
 use crate::record::{self, Kind, Record};
+use crate::redact::{self, Redactor, MARK_DIGITS};
 
 /// What `inspect` writes to stdout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +46,8 @@ const MAX_DISTINCT: usize = 10_000;
 const MAX_KEY_LEN: usize = 256;
 /// Senders whose last request sequence is followed, for resets.
 const MAX_SENDERS: usize = 10_000;
+/// Marks listed in the summary, the most frequent first.
+const MARKS_LISTED: usize = 100;
 
 /// One problem, where it is.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -113,6 +116,14 @@ pub struct Summary {
     pub other_request_uris: u64,
     /// Most frequent response status codes.
     pub top_status_codes: Vec<Count>,
+    /// Header values written as marks (`"[redacted hmac:…]"`), in what was read or, with
+    /// `--redact-key`, in what was written.
+    pub redacted_values: u64,
+    /// Distinct marks among them (at most 10,000 are told apart).
+    pub distinct_redaction_marks: u64,
+    /// The most frequent marks (up to 100), each with how often it appears: the same mark is
+    /// the same credential.
+    pub redaction_marks: Vec<Count>,
 }
 
 impl Summary {
@@ -153,6 +164,13 @@ impl Summary {
         row("sequence reuses", format!("{}", self.sequence_reuses));
         row("sequence resets", format!("{}", self.sequence_resets));
         row(
+            "redacted values",
+            format!(
+                "{} ({} distinct marks)",
+                self.redacted_values, self.distinct_redaction_marks
+            ),
+        );
+        row(
             "sequence range",
             match (self.sequence_min, self.sequence_max) {
                 (Some(a), Some(b)) => format!("{a}..{b}"),
@@ -181,6 +199,7 @@ impl Summary {
         };
         top("top RequestURIs:", &self.top_request_uris);
         top("top status codes:", &self.top_status_codes);
+        top("redaction marks:", &self.redaction_marks);
         if self.other_request_uris > 0 {
             t.push_str(&format!(
                 "  ({} requests with RequestURIs beyond the first {} distinct ones are not ranked)\n",
@@ -309,8 +328,16 @@ pub struct Inspector<O: Observer = ()> {
     last_request: HashMap<Option<IpAddr>, u64>,
     uris: TopCounter,
     statuses: TopCounter,
+    /// Marks seen in header values.
+    marks: TopCounter,
+    /// With `--redact-key`: credentials marked in what is written.
+    redactor: Option<Redactor>,
     /// The reused buffer a record is minified into.
     minified: Vec<u8>,
+    /// The reused buffer a record with credentials is marked into; `marked_used` when it holds
+    /// the current record (else the minified text is what is written).
+    marked: Vec<u8>,
+    marked_used: bool,
     /// Log time is not wall time: nothing here ages by the clock, only by the caps.
     epoch: Instant,
     observer: O,
@@ -349,9 +376,28 @@ impl<O: Observer> Inspector<O> {
             last_request: HashMap::new(),
             uris: TopCounter::default(),
             statuses: TopCounter::default(),
+            marks: TopCounter::default(),
+            redactor: None,
             minified: Vec::new(),
+            marked: Vec::new(),
+            marked_used: false,
             epoch: Instant::now(),
             observer,
+        }
+    }
+
+    /// Marks credentials in what is written with `redactor`, as the daemon would.
+    pub fn with_redactor(mut self, redactor: Redactor) -> Inspector<O> {
+        self.redactor = Some(redactor);
+        self
+    }
+
+    /// The record as it is written: marked when it held credentials and a key was given.
+    fn written(&self) -> &[u8] {
+        if self.marked_used {
+            &self.marked
+        } else {
+            &self.minified
         }
     }
 
@@ -399,6 +445,15 @@ impl<O: Observer> Inspector<O> {
         };
         let checked = record::check(json);
         if let Err(problem) = &checked {
+            let mut problem = problem.clone();
+            // With a key, what inspect prints shows no credential either.
+            if let Some(reason) = self
+                .redactor
+                .as_ref()
+                .and_then(|r| r.scrub_problem(&problem.field, &problem.reason))
+            {
+                problem.reason = reason;
+            }
             if let Err((at, reason)) = stream::check_json(text, line) {
                 self.summary.unreadable += 1;
                 self.note(file, at, format!("not JSON: {reason}"));
@@ -414,10 +469,24 @@ impl<O: Observer> Inspector<O> {
         }
         self.minified.clear();
         minify_into(text, &mut self.minified);
+        self.marked.clear();
+        self.marked_used = self
+            .redactor
+            .as_ref()
+            .is_some_and(|r| r.redact_into(&self.minified, &mut self.marked) > 0);
+        for mark in redact::marks_in(self.written()) {
+            self.summary.redacted_values += 1;
+            // Hex digits: always UTF-8.
+            let mark = format!(
+                "[redacted hmac:{}]",
+                String::from_utf8_lossy(&mark[..MARK_DIGITS])
+            );
+            self.marks.add(&mark);
+        }
         self.observer
             .record(file, line, &self.minified, checked.as_ref().ok());
         if self.mode == Mode::Normalize {
-            out.write_all(&self.minified)?;
+            out.write_all(self.written())?;
             out.write_all(b"\n")?;
         }
         let Ok(rec) = checked else { return Ok(()) };
@@ -480,7 +549,7 @@ impl<O: Observer> Inspector<O> {
                     self.observer.unanswered(old.observed);
                 }
                 let text: Box<[u8]> = if self.mode == Mode::Pairs {
-                    self.minified.as_slice().into()
+                    self.written().into()
                 } else {
                     Box::default()
                 };
@@ -515,7 +584,7 @@ impl<O: Observer> Inspector<O> {
                         write!(out, "{{\"sequence\":{sequence},\"request\":")?;
                         out.write_all(&request.text)?;
                         out.write_all(b",\"response\":")?;
-                        out.write_all(&self.minified)?;
+                        out.write_all(self.written())?;
                         out.write_all(b"}\n")?;
                     }
                     self.observer.answered(request.observed);
@@ -541,6 +610,8 @@ impl<O: Observer> Inspector<O> {
         s.distinct_request_uris = self.uris.counts.len() as u64;
         s.other_request_uris = self.uris.uncounted;
         s.top_status_codes = self.statuses.top(10);
+        s.distinct_redaction_marks = self.marks.counts.len() as u64;
+        s.redaction_marks = self.marks.top(MARKS_LISTED);
         (s, self.observer)
     }
 }
@@ -569,6 +640,7 @@ pub fn peer_of(json: &str) -> Option<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::redact::RedactKey;
 
     fn req(seq: u64, uri: &str) -> String {
         format!(r#"{{"sequence":{seq},"request":{{"Method":"GET","RequestURI":"{uri}"}}}}"#)
@@ -585,6 +657,45 @@ mod tests {
             i.record("t", n as u64 + 1, r.as_bytes(), &mut out).unwrap();
         }
         (i.finish(0).0, String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn marks_are_counted_and_listed_and_normalize_marks_with_the_key() {
+        let r = Redactor::new(&RedactKey::from_bytes([2; 32]), &redact::default_names());
+        let with = |seq: u64, cookie: &str| {
+            format!(
+                "{{\n  \"sequence\": {seq},\n  \"request\": {{\"Method\": \"GET\", \"RequestURI\": \"/\", \"Header\": {{\"Cookie\": [\"{cookie}\"]}}}}\n}}"
+            )
+        };
+        let log = vec![with(1, "a=1"), with(2, "a=1"), with(3, "b=2"), resp(1, 200)];
+        // Without a key: values as read, nothing counted.
+        let (s, out) = inspect(&log, Mode::Normalize);
+        assert_eq!((s.redacted_values, s.distinct_redaction_marks), (0, 0));
+        assert!(out.contains("a=1"));
+        // With the key: marked as the daemon would, counted, listed.
+        let mut i = Inspector::new(Mode::Normalize, 10, 100_000).with_redactor(r);
+        let mut out = Vec::new();
+        for (n, rec) in log.iter().enumerate() {
+            i.record("t", n as u64 + 1, rec.as_bytes(), &mut out).unwrap();
+        }
+        let (s, ()) = i.finish(0);
+        let out = String::from_utf8(out).unwrap();
+        assert!(!out.contains("a=1") && !out.contains("b=2"), "{out}");
+        assert_eq!(out.lines().count(), 4);
+        assert_eq!((s.redacted_values, s.distinct_redaction_marks), (3, 2));
+        assert_eq!(s.redaction_marks[0].count, 2);
+        assert!(s.redaction_marks[0].value.starts_with("[redacted hmac:"));
+        assert!(out.contains(&s.redaction_marks[0].value));
+        let text = s.to_text();
+        assert!(
+            text.contains("redacted values       3 (2 distinct marks)"),
+            "{text}"
+        );
+        // Reading the marked log again: the same counts, without a key.
+        let marked: Vec<String> = out.lines().map(str::to_string).collect();
+        let (again, _) = inspect(&marked, Mode::Json);
+        assert_eq!(again.redaction_marks, s.redaction_marks);
+        assert_eq!((again.duplicates, again.records), (0, 4));
     }
 
     #[test]

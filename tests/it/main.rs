@@ -23,6 +23,7 @@ mod limits;
 mod load;
 mod log_format;
 mod metrics;
+mod redaction;
 mod rejects;
 mod report;
 mod seal;

@@ -368,6 +368,8 @@ fn a_known_log_reads_right_in_a_browser() {
         "sequence_min",
         "sequence_max",
         "distinct_request_uris",
+        "redacted_values",
+        "distinct_redaction_marks",
         "other_request_uris",
     ] {
         assert!(seen.contains_key(name), "{name} is not on the page");

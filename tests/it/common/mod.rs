@@ -200,8 +200,10 @@ pub struct Start<'a> {
 }
 
 impl<'a> Start<'a> {
-    /// `--ip 127.0.0.1 --port 0` with the given certificate.
+    /// `--ip 127.0.0.1 --port 0` with the given certificate, and its directory as the cert
+    /// directory (where the redaction key is made), so nothing is made in the working directory.
     pub fn new(certs: &Certs) -> Start<'a> {
+        let cert_dir = certs.cert.parent().unwrap_or(Path::new("."));
         Start {
             args: vec![
                 "--ip".into(),
@@ -212,6 +214,8 @@ impl<'a> Start<'a> {
                 certs.cert.display().to_string(),
                 "--key".into(),
                 certs.key.display().to_string(),
+                "--cert-dir".into(),
+                cert_dir.display().to_string(),
             ],
             env: Vec::new(),
             cwd: None,
