@@ -379,7 +379,10 @@ mod tests {
             panic!("the copy must wait")
         };
         // Another sender's record with the same sequence does not wait.
-        assert_eq!(ready(&c.classify("10.0.0.2".parse().unwrap(), &r)), Some(vec![Verdict::New]));
+        assert_eq!(
+            ready(&c.classify("10.0.0.2".parse().unwrap(), &r)),
+            Some(vec![Verdict::New])
+        );
         // The first was not written (a 503): the copy's turn, and it is new.
         drop(first);
         assert!(waits[0].changed().await.is_err());
@@ -389,7 +392,9 @@ mod tests {
         let Classified::Wait(mut waits) = c.classify(ip, &r) else {
             panic!("the copy must wait")
         };
-        let Classified::Ready(v, reservation) = second else { unreachable!() };
+        let Classified::Ready(v, reservation) = second else {
+            unreachable!()
+        };
         c.commit(ip, &r, &v, reservation);
         assert!(waits[0].changed().await.is_err());
         assert_eq!(run(&c, "10.0.0.1", &r), vec![Verdict::Duplicate]);

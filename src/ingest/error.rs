@@ -70,9 +70,7 @@ impl IngestError {
             IngestError::Output(_)
             | IngestError::Busy(_)
             | IngestError::InFlight
-            | IngestError::Decode(DecodeError::Busy) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            | IngestError::Decode(DecodeError::Busy) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
