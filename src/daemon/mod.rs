@@ -178,6 +178,7 @@ pub async fn run_with(settings: Settings, passed: Option<Passed>) -> Result<Stop
         limits: settings.limits.clone(),
         stats: stats.clone(),
         allow: settings.allow.clone(),
+        proxy_protocol: settings.proxy_protocol.clone(),
     };
     listener::run(listeners, parts, stop).await;
     duties.abort();
@@ -266,9 +267,13 @@ fn start_line(
         Some(ca) => format!("client certificates from {}", ca.display()),
         None => "no client certificates".to_string(),
     };
+    let balancers = match &settings.proxy_protocol {
+        Some(list) => format!("PROXY headers from {list}"),
+        None => "no PROXY headers".to_string(),
+    };
     let workers = tokio::runtime::Handle::current().metrics().num_workers();
     tracing::info!(
-        "ml_api_logger {} listening on {}; certificate {}; output {}; {}, fsync {}; allowed: {}; {}; {} worker thread{}",
+        "ml_api_logger {} listening on {}; certificate {}; output {}; {}, fsync {}; allowed: {}; {}; {}; {} worker thread{}",
         env!("CARGO_PKG_VERSION"),
         listening.join(" "),
         certificate,
@@ -276,6 +281,7 @@ fn start_line(
         if settings.strict { "strict" } else { "lenient" },
         if settings.fsync { "on" } else { "off" },
         settings.allow,
+        balancers,
         clients,
         workers,
         if workers == 1 { "" } else { "s" },
