@@ -4,6 +4,10 @@
 //! `--redact-key` (the daemon's key) it marks credentials as the daemon does in what
 //! `--normalize` and `--pairs` write: a Go-program log migrated loses its credentials too.
 //!
+//! Several files (the daemons behind one load balancer) are read as one log, merged by
+//! `_received_at` where the records are annotated ([`crate::json::merge`]): pairs, duplicates and
+//! resets are found across the files.
+//!
 //! The counting is [`crate::summary`]'s, shared with `report`; reading the input forms is
 //! `json::stream`'s. This module holds the arguments and the loop over the inputs.
 
@@ -14,6 +18,7 @@ use std::process::ExitCode;
 use clap::Args;
 
 use crate::commands::progress::{self, Progress};
+use crate::json::merge::Merged;
 use crate::json::stream::{io_reason, open_inputs, Item, RecordReader};
 use crate::redact::{self, RedactKey, Redactor};
 pub use crate::summary::{Count, Inspector, Mode, ProblemReport, Summary};
@@ -97,58 +102,62 @@ pub fn run(args: &InspectArgs) -> ExitCode {
     }
     let mut progress = Progress::new();
     let mut out = BufWriter::with_capacity(256 << 10, io::stdout().lock());
-    let mut bytes_before = 0u64;
-    for input in inputs {
-        let mut reader =
-            RecordReader::new(BufReader::with_capacity(256 << 10, input.reader), args.max_record);
-        let mut n = 0u64;
-        loop {
-            let item = match reader.next() {
-                Ok(Some(item)) => item,
-                Ok(None) => break,
-                Err(e) => {
-                    progress.finish();
-                    eprintln!("error: {}: {}", input.name, io_reason(&e));
-                    return ExitCode::from(1);
-                }
-            };
-            let written = match item {
-                Item::Record { line, text } => inspector.record(&input.name, line, text, &mut out),
-                Item::Problem { line, problem } => {
-                    inspector.unreadable(&input.name, line, &problem);
-                    Ok(())
-                }
-            };
-            if let Err(e) = written {
+    // The files of several daemons are read as one log, in the order records were received.
+    let readers = inputs
+        .into_iter()
+        .map(|input| {
+            let reader = BufReader::with_capacity(256 << 10, input.reader);
+            (input.name, RecordReader::new(reader, args.max_record))
+        })
+        .collect();
+    let mut merged = Merged::new(readers);
+    let mut n = 0u64;
+    loop {
+        let (name, item) = match merged.next_item() {
+            Ok(Some(next)) => next,
+            Ok(None) => break,
+            Err(e) => {
                 progress.finish();
-                eprintln!("error: cannot write the output: {}", io_reason(&e));
+                eprintln!("error: {}: {}", e.name, io_reason(&e.error));
                 return ExitCode::from(1);
             }
-            n += 1;
-            if n % 4096 == 0 {
-                let done = bytes_before + reader.bytes_read();
-                let records = inspector.records();
-                progress.update(|elapsed| {
-                    let of = total
-                        .filter(|t| *t > 0)
-                        .map(|t| {
-                            format!(
-                                " of {} ({:.0}%)",
-                                progress::bytes(t),
-                                100.0 * done as f64 / t as f64
-                            )
-                        })
-                        .unwrap_or_default();
-                    format!(
-                        "inspect: {}{of}, {records} records, {}/s",
-                        progress::bytes(done),
-                        progress::bytes(progress::rate(done, elapsed) as u64)
-                    )
-                });
+        };
+        let written = match item {
+            Item::Record { line, text } => inspector.record(name, line, text, &mut out),
+            Item::Problem { line, problem } => {
+                inspector.unreadable(name, line, &problem);
+                Ok(())
             }
+        };
+        if let Err(e) = written {
+            progress.finish();
+            eprintln!("error: cannot write the output: {}", io_reason(&e));
+            return ExitCode::from(1);
         }
-        bytes_before += reader.bytes_read();
+        n += 1;
+        if n % 4096 == 0 {
+            let done = merged.bytes_read();
+            let records = inspector.records();
+            progress.update(|elapsed| {
+                let of = total
+                    .filter(|t| *t > 0)
+                    .map(|t| {
+                        format!(
+                            " of {} ({:.0}%)",
+                            progress::bytes(t),
+                            100.0 * done as f64 / t as f64
+                        )
+                    })
+                    .unwrap_or_default();
+                format!(
+                    "inspect: {}{of}, {records} records, {}/s",
+                    progress::bytes(done),
+                    progress::bytes(progress::rate(done, elapsed) as u64)
+                )
+            });
+        }
     }
+    let bytes_before = merged.bytes_read();
     progress.finish();
     let (summary, ()) = inspector.finish(bytes_before);
     let report = match mode {

@@ -200,6 +200,7 @@ pub async fn run_with(settings: Settings, passed: Option<Passed>) -> Result<Stop
         limits: settings.limits.clone(),
         stats: stats.clone(),
         allow: settings.allow.clone(),
+        proxy_protocol: settings.proxy_protocol.clone(),
     };
     listener::run(listeners, parts, stop).await;
     duties.abort();
@@ -315,6 +316,10 @@ fn start_line(
         Some(ca) => format!("client certificates from {}", ca.display()),
         None => "no client certificates".to_string(),
     };
+    let balancers = match &settings.proxy_protocol {
+        Some(list) => format!("PROXY headers from {list}"),
+        None => "no PROXY headers".to_string(),
+    };
     let workers = tokio::runtime::Handle::current().metrics().num_workers();
     let redaction = match settings.redact.names.as_slice() {
         [] => "redaction off".to_string(),
@@ -325,7 +330,7 @@ fn start_line(
         ),
     };
     tracing::info!(
-        "ml_api_logger {} listening on {}; certificate {}; output {}; {}, fsync {}; {}; allowed: {}; {}; {} worker thread{}",
+        "ml_api_logger {} listening on {}; certificate {}; output {}; {}, fsync {}; {}; allowed: {}; {}; {}; {} worker thread{}",
         env!("CARGO_PKG_VERSION"),
         listening.join(" "),
         certificate,
@@ -337,6 +342,7 @@ fn start_line(
         if settings.fsync { "on" } else { "off" },
         redaction,
         settings.allow,
+        balancers,
         clients,
         workers,
         if workers == 1 { "" } else { "s" },

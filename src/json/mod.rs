@@ -1,7 +1,9 @@
 //! JSON text as bytes, where serde would cost too much or change what was sent: the bytes that
 //! matter found eight at a time ([`scan`]), whitespace removed and nothing else changed
-//! ([`minify`]), and the records of a log of any size read one at a time ([`stream`]).
+//! ([`minify`]), the records of a log of any size read one at a time ([`stream`]), and several logs read as one
+//! in the order their records were received ([`merge`]).
 
+pub mod merge;
 pub mod minify;
 pub mod scan;
 pub mod stream;

@@ -1,4 +1,6 @@
-//! One connection: the TLS handshake under its timeout, then the protocol ALPN chose — HTTP/2
+//! One connection: who its peer is (the allowlist, and a listed load balancer's PROXY header),
+//! the TLS handshake — the header and the handshake under one deadline — then the protocol ALPN
+//! chose — HTTP/2
 //! for `h2`, HTTP/1.1 for `http/1.1` or no ALPN, never a guess from the bytes — with the header
 //! deadline and the idle timeout enforced by a watchdog.
 //!
@@ -32,9 +34,12 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
+use crate::correlate::canonical;
 use crate::http::handle;
 use crate::ingest::Ingest;
+use crate::net::allow::Allowlist;
 use crate::net::log_limit::{suppressed_note, LogLimiter};
+use crate::net::proxy::{self, Source};
 use crate::observe::stats::Stats;
 use crate::settings::Limits;
 
@@ -50,13 +55,130 @@ pub struct Shared {
     pub limits: Limits,
     /// Counters.
     pub stats: Arc<Stats>,
+    /// Who may connect: checked against the TCP peer, or against the client a balancer's PROXY
+    /// header names.
+    pub allow: Allowlist,
+    /// The load balancers whose connections begin with a PROXY header; `None`: no connection
+    /// does, and no byte is peeked at.
+    pub proxy_protocol: Option<Allowlist>,
     /// Turns true when the daemon stops: finish the request in progress, then close.
     pub shutdown: watch::Receiver<bool>,
+}
+
+impl Shared {
+    /// Whether `peer` is a listed load balancer, whose connections begin with a PROXY header.
+    pub fn is_balancer(&self, peer: SocketAddr) -> bool {
+        self.proxy_protocol
+            .as_ref()
+            .is_some_and(|balancers| balancers.allows(peer.ip()))
+    }
 }
 
 /// Per-connection failures are logged at most this often (scanners, slowloris).
 static TLS_FAILURE_LOG: LogLimiter = LogLimiter::new(10, std::time::Duration::from_secs(60));
 static HEADER_TIMEOUT_LOG: LogLimiter = LogLimiter::new(10, std::time::Duration::from_secs(60));
+static NOT_ALLOWED_LOG: LogLimiter = LogLimiter::new(10, std::time::Duration::from_secs(60));
+static PROXY_LOG: LogLimiter = LogLimiter::new(10, std::time::Duration::from_secs(60));
+
+/// Counts and logs (rate-limited) a peer refused by the allowlist; the caller closes it.
+pub fn refuse_not_allowed(shared: &Shared, peer: SocketAddr) {
+    Stats::add(&shared.stats.connections_refused_allowlist, 1);
+    if let Some(n) = NOT_ALLOWED_LOG.check() {
+        tracing::warn!(%peer, "closed: address not allowed{}", suppressed_note(n));
+    }
+}
+
+/// Counts and logs (rate-limited) a connection refused for its PROXY header; `peer` is the TCP
+/// peer. The caller closes it.
+fn refuse_proxy(shared: &Shared, peer: SocketAddr, why: std::fmt::Arguments<'_>) {
+    Stats::add(&shared.stats.connections_refused_proxy, 1);
+    if let Some(n) = PROXY_LOG.check() {
+        tracing::warn!(%peer, "closed: {why}{}", suppressed_note(n));
+    }
+}
+
+fn log_handshake_timeout(shared: &Shared, peer: SocketAddr) {
+    Stats::add(&shared.stats.tls_failures, 1);
+    if let Some(n) = TLS_FAILURE_LOG.check() {
+        tracing::info!(
+            %peer,
+            "TLS handshake not finished within {:?}{}",
+            shared.limits.handshake_timeout,
+            suppressed_note(n)
+        );
+    }
+}
+
+/// Who the connection's peer is for everything above it (the allowlist, correlation, `_peer`,
+/// rejects, logs): the TCP peer, or the client a listed balancer's PROXY header names, mapped
+/// from IPv4-mapped IPv6 as socket peers are. A balancer's health check (v2 `LOCAL`, v1
+/// `UNKNOWN`) is the balancer itself, served whatever the allowlist says: it is trusted by being
+/// listed. `None`: refused (counted and logged here), to be closed.
+///
+/// The accept loop has already checked the allowlist for a peer that is not a balancer. Such a
+/// peer's first bytes are peeked at, when balancers are listed at all, so that it cannot name
+/// its own address with a header; without the setting nothing is peeked.
+async fn admit(
+    shared: &Shared,
+    tcp: &mut TcpStream,
+    peer: SocketAddr,
+    deadline: Instant,
+) -> Option<SocketAddr> {
+    let Some(balancers) = &shared.proxy_protocol else {
+        return Some(peer);
+    };
+    if !balancers.allows(peer.ip()) {
+        // Dropped at the deadline mid-wait, the peek may have reset the socket's readiness: the
+        // connection is closed then, as any that misses the handshake deadline.
+        return match tokio::time::timeout_at(deadline, proxy::starts_with_proxy_signature(tcp)).await {
+            Ok(Ok(false)) => Some(peer),
+            Ok(Ok(true)) => {
+                refuse_proxy(
+                    shared,
+                    peer,
+                    format_args!("a PROXY header from an address not in LOGGER_PROXY_PROTOCOL"),
+                );
+                None
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, "connection ended before the TLS handshake: {e}");
+                None
+            }
+            Err(_) => {
+                log_handshake_timeout(shared, peer);
+                None
+            }
+        };
+    }
+    match tokio::time::timeout_at(deadline, proxy::read_header_tcp(tcp)).await {
+        Ok(Ok(Source::Address(client))) => {
+            let client = SocketAddr::new(canonical(client.ip()), client.port());
+            if shared.allow.allows(client.ip()) {
+                tracing::trace!(%peer, %client, "PROXY header");
+                Some(client)
+            } else {
+                refuse_not_allowed(shared, client);
+                None
+            }
+        }
+        Ok(Ok(Source::Local | Source::Unknown)) => Some(peer),
+        Ok(Err(e)) => {
+            refuse_proxy(shared, peer, format_args!("from a listed load balancer: {e}"));
+            None
+        }
+        Err(_) => {
+            refuse_proxy(
+                shared,
+                peer,
+                format_args!(
+                    "from a listed load balancer: no whole PROXY header within {:?}",
+                    shared.limits.handshake_timeout
+                ),
+            );
+            None
+        }
+    }
+}
 
 /// The protocol a connection speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,11 +239,16 @@ impl Default for Protocols {
     }
 }
 
-/// Serves one accepted TCP connection to its end.
-pub async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
+/// Serves one accepted TCP connection to its end; `peer` is the TCP peer.
+pub async fn serve(shared: Arc<Shared>, mut tcp: TcpStream, peer: SocketAddr) {
     let _ = tcp.set_nodelay(true);
     let limits = &shared.limits;
-    let tls = match tokio::time::timeout(limits.handshake_timeout, shared.acceptor.accept(tcp)).await {
+    // One deadline for the PROXY header and the TLS handshake together.
+    let deadline = Instant::now() + limits.handshake_timeout;
+    let Some(peer) = admit(&shared, &mut tcp, peer, deadline).await else {
+        return;
+    };
+    let tls = match tokio::time::timeout_at(deadline, shared.acceptor.accept(tcp)).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
             Stats::add(&shared.stats.tls_failures, 1);
@@ -131,15 +258,7 @@ pub async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
             return;
         }
         Err(_) => {
-            Stats::add(&shared.stats.tls_failures, 1);
-            if let Some(n) = TLS_FAILURE_LOG.check() {
-                tracing::info!(
-                    %peer,
-                    "TLS handshake not finished within {:?}{}",
-                    limits.handshake_timeout,
-                    suppressed_note(n)
-                );
-            }
+            log_handshake_timeout(&shared, peer);
             return;
         }
     };

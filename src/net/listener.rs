@@ -2,6 +2,10 @@
 //!
 //! [`run`] takes already-bound listeners and a shutdown future, so tests bind port 0 and stop
 //! the server when they like. A failure on one connection never stops an accept loop.
+//!
+//! The accept loop reads nothing: a peer that is not on the allowlist is closed here, unless it
+//! is a listed load balancer, whose client is known only once its PROXY header has been read —
+//! in the connection's task ([`connection::serve`]), so a slow header never holds up accepting.
 
 use std::future::Future;
 use std::io;
@@ -63,13 +67,14 @@ pub async fn run(
     let max = shared_parts.limits.max_connections;
     let grace = shared_parts.limits.shutdown_timeout;
     let stats = shared_parts.stats.clone();
-    let allow = Arc::new(shared_parts.allow);
     let shared = Arc::new(Shared {
         ingest: shared_parts.ingest,
         acceptor: tokio_rustls::TlsAcceptor::from(shared_parts.tls),
         protocols: connection::Protocols::new(),
         limits: shared_parts.limits,
         stats: shared_parts.stats,
+        allow: shared_parts.allow,
+        proxy_protocol: shared_parts.proxy_protocol,
         shutdown: shutdown_rx.clone(),
     });
     let slots = Arc::new(Semaphore::new(max));
@@ -80,7 +85,6 @@ pub async fn run(
         loops.push(tokio::spawn(accept_loop(
             listener,
             shared.clone(),
-            allow.clone(),
             slots.clone(),
             waiting.clone(),
             shutdown_rx.clone(),
@@ -114,10 +118,11 @@ pub struct SharedParts {
     pub stats: Arc<Stats>,
     /// Who may connect.
     pub allow: Allowlist,
+    /// The load balancers that send a PROXY header (`None`: none).
+    pub proxy_protocol: Option<Allowlist>,
 }
 
 /// Refusals are logged at most this often; scanners must not flood the log.
-static NOT_ALLOWED_LOG: LogLimiter = LogLimiter::new(10, Duration::from_secs(60));
 static CAP_LOG: LogLimiter = LogLimiter::new(10, Duration::from_secs(60));
 
 fn log_cap_refusal(peer: SocketAddr) {
@@ -129,7 +134,6 @@ fn log_cap_refusal(peer: SocketAddr) {
 async fn accept_loop(
     listener: TcpListener,
     shared: Arc<Shared>,
-    allow: Arc<Allowlist>,
     slots: Arc<Semaphore>,
     waiting: Arc<Semaphore>,
     mut shutdown: watch::Receiver<bool>,
@@ -148,13 +152,10 @@ async fn accept_loop(
             _ = shutdown.changed() => return,
         };
         Stats::add(&shared.stats.connections_total, 1);
-        if !allow.allows(peer.ip()) {
+        if !shared.is_balancer(peer) && !shared.allow.allows(peer.ip()) {
             // Closed before the handshake: a refused peer learns nothing, costs nothing.
             drop(tcp);
-            Stats::add(&shared.stats.connections_refused_allowlist, 1);
-            if let Some(n) = NOT_ALLOWED_LOG.check() {
-                tracing::warn!(%peer, "closed: address not allowed{}", suppressed_note(n));
-            }
+            connection::refuse_not_allowed(&shared, peer);
             continue;
         }
         let slot = slots.clone().try_acquire_owned().ok();

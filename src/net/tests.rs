@@ -76,6 +76,7 @@ impl Server {
             limits,
             stats: stats.clone(),
             allow: Allowlist::default(),
+            proxy_protocol: None,
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let done = tokio::spawn(listener::run(vec![tcp], parts, async {

@@ -235,10 +235,13 @@ impl Collector for Source {
         out.counters(
             "connections_refused",
             "Connections closed before HTTP: the peer is not on LOGGER_ALLOW (allowlist), the \
-             connection cap stayed full (cap), or the TLS handshake failed or timed out (tls).",
+             connection cap stayed full (cap), the PROXY protocol header was missing, malformed, \
+             oversized or sent by a peer not on LOGGER_PROXY_PROTOCOL (proxy), or the TLS \
+             handshake failed or timed out (tls).",
             &[
                 ([("reason", "allowlist")], g(&s.connections_refused_allowlist)),
                 ([("reason", "cap")], g(&s.connections_refused_cap)),
+                ([("reason", "proxy")], g(&s.connections_refused_proxy)),
                 ([("reason", "tls")], g(&s.tls_failures)),
             ],
         )?;

@@ -32,6 +32,9 @@ pub struct Stats {
     pub connections_refused_cap: AtomicU64,
     /// Connections closed because the peer is not on the allowlist.
     pub connections_refused_allowlist: AtomicU64,
+    /// Connections closed for their PROXY header: missing, malformed, oversized or late from a
+    /// listed balancer, or sent by a peer that is not one.
+    pub connections_refused_proxy: AtomicU64,
     /// TLS handshakes that failed or timed out.
     pub tls_failures: AtomicU64,
     /// Connections closed for a header or idle timeout.
@@ -108,7 +111,7 @@ impl Stats {
     fn traffic_summary(&self) -> String {
         format!(
             "records written {} (requests {}, responses {}, nonconforming {}); credentials redacted {}; \
-             posts accepted {}, refused {}; connections {} (refused at cap {}, not allowed {}, TLS failures {}, timed out {})",
+             posts accepted {}, refused {}; connections {} (refused at cap {}, not allowed {}, PROXY header {}, TLS failures {}, timed out {})",
             Self::get(&self.records_written),
             Self::get(&self.requests_written),
             Self::get(&self.responses_written),
@@ -119,6 +122,7 @@ impl Stats {
             Self::get(&self.connections_total),
             Self::get(&self.connections_refused_cap),
             Self::get(&self.connections_refused_allowlist),
+            Self::get(&self.connections_refused_proxy),
             Self::get(&self.tls_failures),
             Self::get(&self.timeouts),
         )

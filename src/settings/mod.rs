@@ -81,6 +81,9 @@ pub struct ServeArgs {
     /// Comma-separated addresses and CIDR ranges allowed to connect [default: anyone]
     #[arg(long, env = "LOGGER_ALLOW", value_name = "LIST")]
     pub allow: Option<String>,
+    /// Comma-separated addresses and CIDR ranges of load balancers that begin each connection with a PROXY protocol header (v1 or v2); its source address is the peer [default: none]
+    #[arg(long, env = "LOGGER_PROXY_PROTOCOL", value_name = "LIST")]
+    pub proxy_protocol: Option<String>,
     /// Where the embedded default certificate is kept [default: ./certs]
     #[arg(long, env = "LOGGER_CERT_DIR", value_name = "DIR")]
     pub cert_dir: Option<String>,
@@ -252,6 +255,9 @@ pub struct Settings {
     pub client_ca: Option<PathBuf>,
     /// Who may connect.
     pub allow: Allowlist,
+    /// The load balancers whose connections begin with a PROXY header; `None`: no connection
+    /// does, and none is peeked at.
+    pub proxy_protocol: Option<Allowlist>,
     /// Limits on peers.
     pub limits: Limits,
     /// The runtime's worker threads.
@@ -319,6 +325,10 @@ impl Settings {
         };
         let client_ca = raw.path("client_ca")?;
         let allow = raw.parse("allow", Allowlist::default(), Allowlist::parse)?;
+        // A list of nothing but commas is as unset as an empty value.
+        let proxy_protocol = raw
+            .optional("proxy_protocol", Allowlist::parse)?
+            .filter(|list| !list.is_open());
 
         let mut correlate = CorrelateConfig::default();
         if let Some(timeout) = raw.optional("response_timeout", units::parse_duration)? {
@@ -386,6 +396,7 @@ impl Settings {
             correlate,
             client_ca,
             allow,
+            proxy_protocol,
             limits,
             worker_threads,
             log_filter,
@@ -640,5 +651,15 @@ mod tests {
             (10, 20, false)
         );
         assert_eq!(s.correlate.response_timeout, Duration::from_secs(120));
+        let s = settings(&["--proxy-protocol", "10.0.0.5, 2001:db8::/32"]).unwrap();
+        let balancers = s.proxy_protocol.unwrap();
+        assert!(balancers.allows("10.0.0.5".parse().unwrap()));
+        assert!(!balancers.allows("10.0.0.6".parse().unwrap()));
+        assert_eq!(balancers.to_string(), "10.0.0.5/32,2001:db8::/32");
+        assert_eq!(settings(&[]).unwrap().proxy_protocol, None);
+        assert_eq!(
+            settings(&["--proxy-protocol", " , "]).unwrap().proxy_protocol,
+            None
+        );
     }
 }
