@@ -411,9 +411,23 @@ impl<'de> Deserialize<'de> for Text<'de> {
 pub fn check(json: &str) -> Result<Record<'_>, Nonconformity> {
     let env: Envelope<'_> = match serde_json::from_str(json) {
         Ok(env) => env,
-        // The slower path-tracking parse runs only to explain a failure.
         Err(_) => return Err(explain(json)),
     };
+    // Member names are read as bytes (so that a lone surrogate never fails a record), and
+    // serde_json does not look for raw control characters there; a text holding any byte below
+    // 0x20 (a pretty-printed one, or one that is not JSON) is checked as JSON text as well.
+    if json.bytes().any(|b| b < 0x20) {
+        if let Err(e) = serde_json::from_str::<IgnoredAny>(json) {
+            let mut reason = e.to_string();
+            if let Some(at) = reason.rfind(" at line ") {
+                reason.truncate(at);
+            }
+            return Err(Nonconformity {
+                field: String::new(),
+                reason: format!("not JSON: {reason}"),
+            });
+        }
+    }
     let sequence = env.sequence.ok_or_else(|| Nonconformity {
         field: "sequence".into(),
         reason: "missing".into(),
@@ -809,5 +823,22 @@ mod tests {
         );
         // A proper pair is fine.
         check(r#"{"sequence":1,"request":{"Method":"\uD83D\uDE00","RequestURI":"/"}}"#).unwrap();
+    }
+
+    #[test]
+    fn a_raw_control_character_in_a_member_name_is_not_json() {
+        for json in [
+            "{\"sequence\":1,\"request\":{\"Method\":\"GET\",\"RequestURI\":\"/\",\"C\u{1}nse\":false}}",
+            "{\n \"sequence\": 1,\n \"a\tb\": 1,\n \"response_status_code\": 200\n}",
+        ] {
+            assert!(
+                problem(json).starts_with("not JSON: control character"),
+                "{json:?}: {}",
+                problem(json)
+            );
+        }
+        // Escaped, the same names are just unknown names.
+        check(r#"{"sequence":1,"request":{"Method":"GET","RequestURI":"/","C\u0001nse":false}}"#).unwrap();
+        check("{\n \"sequence\": 1,\n \"\\uDFAA\": 1,\n \"response_status_code\": 200\n}").unwrap();
     }
 }
