@@ -138,23 +138,7 @@ pub fn run(args: &InspectArgs) -> ExitCode {
         if n % 4096 == 0 {
             let done = merged.bytes_read();
             let records = inspector.records();
-            progress.update(|elapsed| {
-                let of = total
-                    .filter(|t| *t > 0)
-                    .map(|t| {
-                        format!(
-                            " of {} ({:.0}%)",
-                            progress::bytes(t),
-                            100.0 * done as f64 / t as f64
-                        )
-                    })
-                    .unwrap_or_default();
-                format!(
-                    "inspect: {}{of}, {records} records, {}/s",
-                    progress::bytes(done),
-                    progress::bytes(progress::rate(done, elapsed) as u64)
-                )
-            });
+            progress.update(|elapsed| progress::reading_line("inspect", done, total, records, elapsed));
         }
     }
     let bytes_before = merged.bytes_read();

@@ -87,3 +87,33 @@ pub fn rate(n: u64, elapsed: Duration) -> f64 {
         0.0
     }
 }
+
+/// The progress line of a command reading logs: `inspect: 1.2 GiB of 4.0 GiB (30%), N records,
+/// 310 MiB/s` (without the total when the size is unknown, as for stdin).
+pub fn reading_line(command: &str, done: u64, total: Option<u64>, records: u64, elapsed: Duration) -> String {
+    let of = total
+        .filter(|t| *t > 0)
+        .map(|t| format!(" of {} ({:.0}%)", bytes(t), 100.0 * done as f64 / t as f64))
+        .unwrap_or_default();
+    format!(
+        "{command}: {}{of}, {records} records, {}/s",
+        bytes(done),
+        bytes(rate(done, elapsed) as u64)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reading_line_shows_the_share_only_when_the_size_is_known() {
+        let line = reading_line("inspect", 1 << 30, Some(4 << 30), 7, Duration::from_secs(2));
+        assert!(
+            line.starts_with("inspect: ") && line.contains("(25%), 7 records, "),
+            "{line}"
+        );
+        let line = reading_line("report", 1 << 20, None, 3, Duration::from_secs(1));
+        assert!(line.starts_with("report: ") && !line.contains('%'), "{line}");
+    }
+}

@@ -201,23 +201,7 @@ pub fn run(args: &ReportArgs) -> ExitCode {
             if n % 4096 == 0 {
                 let done = bytes_before + reader.bytes_read();
                 let records = inspector.records();
-                progress.update(|elapsed| {
-                    let of = total
-                        .filter(|t| *t > 0)
-                        .map(|t| {
-                            format!(
-                                " of {} ({:.0}%)",
-                                progress::bytes(t),
-                                100.0 * done as f64 / t as f64
-                            )
-                        })
-                        .unwrap_or_default();
-                    format!(
-                        "report: {}{of}, {records} records, {}/s",
-                        progress::bytes(done),
-                        progress::bytes(progress::rate(done, elapsed) as u64)
-                    )
-                });
+                progress.update(|elapsed| progress::reading_line("report", done, total, records, elapsed));
             }
         }
         inspector
