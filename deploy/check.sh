@@ -8,6 +8,8 @@
 #   - deploy/kubernetes/: every manifest against the Kubernetes API schemas (kubernetes-validate,
 #     strict), the ServiceMonitor against deploy/schemas/servicemonitor.json, and the manifests
 #     against each other.
+# The integration test tests/it/live_prometheus.rs holds the same rules and dashboard against a real
+# Prometheus scraping a live daemon.
 #
 # Usage: deploy/check.sh [METRICS]
 #   METRICS: what /metrics exports, by default examples/prometheus/metrics.txt. It may be a scrape

@@ -20,6 +20,7 @@ mod faults;
 mod hostile;
 mod inspect;
 mod limits;
+mod live_prometheus;
 mod load;
 mod log_format;
 mod metrics;
