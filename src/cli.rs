@@ -23,7 +23,7 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
     #[command(flatten)]
-    pub serve: ServeArgs,
+    pub(crate) serve: ServeArgs,
 }
 
 /// The subcommands. Each but `serve` lives in its own module of [`crate::commands`], with its arguments.

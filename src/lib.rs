@@ -27,24 +27,32 @@
 //! - [`certs`] — certificates made (the embedded default, `cert`), described, and trusted by `send`.
 //! - [`commands`] — the operator's other commands: `cert`, `send`, `inspect`, `report`,
 //!   `seal-keys`, `verify`, `completions`, `man`.
+//!
+//! Public is only what the binary, the benchmark programs (`bench/`), the fuzz targets
+//! (`fuzz/`) and the integration tests use; everything else is `pub(crate)`, so the compiler
+//! finds what nothing uses. These pages are written for whoever works on the daemon and link
+//! the private modules as well: `cargo doc --no-deps --document-private-items`.
 
 #![forbid(unsafe_code)]
+// The pages above and the public modules' pages name the private modules and items they work
+// with; those links resolve in the documentation built with `--document-private-items`.
+#![allow(rustdoc::private_intra_doc_links)]
 
 pub mod certs;
 pub mod cli;
 pub mod commands;
-pub mod correlate;
+pub(crate) mod correlate;
 pub mod daemon;
-pub mod http;
+pub(crate) mod http;
 pub mod ingest;
 pub mod json;
 pub mod net;
 pub mod observe;
-pub mod output;
+pub(crate) mod output;
 pub mod record;
 pub mod redact;
-pub mod rejects;
-pub mod report;
+pub(crate) mod rejects;
+pub(crate) mod report;
 pub mod seal;
 pub mod settings;
-pub mod summary;
+pub(crate) mod summary;

@@ -3,5 +3,5 @@
 //! and whom a client of this project (`send`) trusts ([`client_tls`]).
 
 pub mod client_tls;
-pub mod generate;
-pub mod x509;
+pub(crate) mod generate;
+pub(crate) mod x509;

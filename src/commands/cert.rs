@@ -17,36 +17,36 @@ use crate::certs::generate::{self, names, CertRequest, ExistingCa, KeyType};
 pub struct CertArgs {
     /// DNS name the sensor will use for this server (repeatable; the first is the common name and the sensor's `hostname`)
     #[arg(long = "host", value_name = "NAME", required_unless_present = "ips")]
-    pub hosts: Vec<String>,
+    pub(crate) hosts: Vec<String>,
     /// IP address the sensor may use for this server (repeatable)
     #[arg(long = "ip", value_name = "ADDR", id = "ips")]
-    pub ips: Vec<String>,
+    pub(crate) ips: Vec<String>,
     /// Directory to write the five files into; created when missing
     #[arg(long, value_name = "DIR", default_value = "certs")]
-    pub out: PathBuf,
+    pub(crate) out: PathBuf,
     /// Validity of the certificates, in days from now
     #[arg(long, value_name = "N", default_value_t = 3650, value_parser = clap::value_parser!(u32).range(1..=36500))]
-    pub days: u32,
+    pub(crate) days: u32,
     /// Key algorithm of the new keys
     #[arg(long, value_enum, value_name = "TYPE", default_value_t = KeyType::EcdsaP256)]
-    pub key_type: KeyType,
+    pub(crate) key_type: KeyType,
     /// Sign with this existing CA certificate (PEM) instead of making a new CA; needs --ca-key
     #[arg(long, value_name = "FILE", requires = "ca_key")]
-    pub ca_cert: Option<PathBuf>,
+    pub(crate) ca_cert: Option<PathBuf>,
     /// The existing CA's private key (PEM: PKCS#8, PKCS#1 or SEC1; not encrypted); needs --ca-cert
     #[arg(long, value_name = "FILE", requires = "ca_cert")]
-    pub ca_key: Option<PathBuf>,
+    pub(crate) ca_key: Option<PathBuf>,
     /// Port the logger listens on, for the sensor's `api_logging_target`
     #[arg(long, value_name = "PORT", default_value_t = 8443, value_parser = clap::value_parser!(u16).range(1..))]
-    pub port: u16,
+    pub(crate) port: u16,
     /// Overwrite files that are already there
     #[arg(long)]
-    pub force: bool,
+    pub(crate) force: bool,
 }
 
 /// Why `cert` stopped.
 #[derive(Debug, thiserror::Error)]
-pub enum CertCmdError {
+pub(crate) enum CertCmdError {
     /// A `--host` that no certificate can hold.
     #[error("--host {0:?}: not a DNS name (letters, digits, '-' and '.', optionally starting with \"*.\")")]
     BadHost(String),
@@ -83,7 +83,7 @@ pub fn run(args: &CertArgs) -> ExitCode {
 }
 
 /// Makes and writes the files; returns the text for the operator.
-pub fn make(args: &CertArgs) -> Result<String, CertCmdError> {
+pub(crate) fn make(args: &CertArgs) -> Result<String, CertCmdError> {
     let mut hosts = Vec::new();
     let mut ips: Vec<IpAddr> = Vec::new();
     for h in &args.hosts {

@@ -10,7 +10,7 @@ use clap::Args;
 pub struct CompletionsArgs {
     /// The shell to complete for
     #[arg(value_enum)]
-    pub shell: clap_complete::Shell,
+    pub(crate) shell: clap_complete::Shell,
 }
 
 /// Prints the script for `cmd` (the whole command line, from `main`) to stdout.

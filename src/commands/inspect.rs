@@ -21,38 +21,38 @@ use crate::commands::progress::{self, Progress};
 use crate::json::merge::Merged;
 use crate::json::stream::{io_reason, open_inputs, Item, RecordReader};
 use crate::redact::{self, RedactKey, Redactor};
-pub use crate::summary::{Count, Inspector, Mode, ProblemReport, Summary};
+use crate::summary::{Inspector, Mode};
 
 /// `ml_api_logger inspect` arguments.
 #[derive(Debug, Clone, Args)]
 pub struct InspectArgs {
     /// Write each request joined with its response as NDJSON: {"sequence":…,"request":…,"response":…}
     #[arg(long, group = "mode")]
-    pub pairs: bool,
+    pub(crate) pairs: bool,
     /// Write the input back as clean NDJSON, each record exactly as the daemon would write it
     #[arg(long, group = "mode")]
-    pub normalize: bool,
+    pub(crate) normalize: bool,
     /// Print the summary as JSON
     #[arg(long, group = "mode")]
-    pub json: bool,
+    pub(crate) json: bool,
     /// How many problems to list
     #[arg(long, value_name = "N", default_value_t = 10)]
-    pub problems: usize,
+    pub(crate) problems: usize,
     /// Most requests waiting for their response; beyond it the oldest is counted unanswered
     #[arg(long, value_name = "N", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
-    pub max_pending: u64,
+    pub(crate) max_pending: u64,
     /// The daemon's redaction key file (LOGGER_REDACT_KEY): credentials in header values are written as the daemon writes them, as keyed marks [default: none, values kept as read]
     #[arg(long, value_name = "FILE")]
-    pub redact_key: Option<PathBuf>,
+    pub(crate) redact_key: Option<PathBuf>,
     /// With --redact-key: comma-separated header names whose values are marked, or "off" [default: Authorization,Proxy-Authorization,Cookie,Set-Cookie,X-Api-Key,X-Auth-Token]
     #[arg(long, value_name = "LIST", requires = "redact_key")]
-    pub redact: Option<String>,
+    pub(crate) redact: Option<String>,
     /// Largest record; a larger one is reported and skipped
     #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = crate::settings::units::parse_size_arg)]
-    pub max_record: usize,
+    pub(crate) max_record: usize,
     /// Log files to read ("-" or none: standard input)
     #[arg(value_name = "FILE")]
-    pub files: Vec<PathBuf>,
+    pub(crate) files: Vec<PathBuf>,
 }
 
 /// The redactor `--redact-key` and `--redact` ask for: the key is read, never made (a key

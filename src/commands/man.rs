@@ -25,7 +25,7 @@ pub fn run(cmd: clap::Command) -> ExitCode {
 }
 
 /// The page: the top-level command (the daemon's settings), then each subcommand.
-pub fn page(cmd: clap::Command) -> std::io::Result<Vec<u8>> {
+pub(crate) fn page(cmd: clap::Command) -> std::io::Result<Vec<u8>> {
     let mut out = Vec::new();
     let man = clap_mangen::Man::new(cmd.clone());
     man.render_title(&mut out)?;

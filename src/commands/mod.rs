@@ -6,7 +6,7 @@ pub mod cert;
 pub mod completions;
 pub mod inspect;
 pub mod man;
-pub mod progress;
+pub(crate) mod progress;
 pub mod report;
 pub mod seal_keys;
 pub mod send;

@@ -48,26 +48,26 @@ Examples:
 pub struct ReportArgs {
     /// Where to write the page ("-": standard output)
     #[arg(long, short, value_name = "FILE", default_value = "report.html")]
-    pub out: PathBuf,
+    pub(crate) out: PathBuf,
     /// Seal verification key (the line `seal-keys` printed, or a file holding it), to check the
     /// .seal file beside each log; the sealed logs given are checked as one chain, in order
     #[arg(long, value_name = "KEY")]
-    pub key: Option<String>,
+    pub(crate) key: Option<String>,
     /// The page's heading
     #[arg(long, value_name = "TEXT", default_value = "ml_api_logger audit report")]
-    pub title: String,
+    pub(crate) title: String,
     /// How many problems to list
     #[arg(long, value_name = "N", default_value_t = 20)]
-    pub problems: usize,
+    pub(crate) problems: usize,
     /// Most requests waiting for their response; beyond it the oldest is counted unanswered
     #[arg(long, value_name = "N", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
-    pub max_pending: u64,
+    pub(crate) max_pending: u64,
     /// Largest record; a larger one is reported and skipped
     #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = crate::settings::units::parse_size_arg)]
-    pub max_record: usize,
+    pub(crate) max_record: usize,
     /// Log files to read ("-": standard input)
     #[arg(value_name = "LOG", required = true)]
-    pub files: Vec<PathBuf>,
+    pub(crate) files: Vec<PathBuf>,
 }
 
 /// `FILE.seal` is beside `file`.
@@ -173,7 +173,7 @@ pub fn run(args: &ReportArgs) -> ExitCode {
         seals.push(seal_present);
         inspector
             .observer_mut()
-            .begin_file(&input.name, input.size, seal_present, partial_bytes);
+            .begin_file(&input.name, input.size, partial_bytes);
         let mut reader =
             RecordReader::new(BufReader::with_capacity(256 << 10, input.reader), args.max_record);
         let mut n = 0u64;

@@ -18,10 +18,10 @@ use crate::seal::{create_state, SealError};
 pub struct SealKeysArgs {
     /// Where to write the sealing state (the daemon's LOGGER_SEAL)
     #[arg(long, value_name = "FILE")]
-    pub state: PathBuf,
+    pub(crate) state: PathBuf,
     /// Replace an existing state (entries sealed with it then need its old verification key)
     #[arg(long)]
-    pub force: bool,
+    pub(crate) force: bool,
 }
 
 /// Runs `seal-keys`: 0 when the state was written and the key printed, 1 when it could not be,

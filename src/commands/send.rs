@@ -39,31 +39,31 @@ use crate::json::stream::{self, io_reason, open_inputs, Input, Item, RecordReade
 pub struct SendArgs {
     /// Where to POST the records
     #[arg(long, value_name = "URL", default_value = "https://localhost:8443/log")]
-    pub url: String,
+    pub(crate) url: String,
     /// Trust the CA certificates in this PEM file (e.g. certs/serverca.crt) [default: the system's roots]
     #[arg(long, value_name = "FILE", conflicts_with = "insecure")]
-    pub ca: Option<PathBuf>,
+    pub(crate) ca: Option<PathBuf>,
     /// DANGEROUS: accept any server certificate (the traffic is encrypted, the server unchecked)
     #[arg(long)]
-    pub insecure: bool,
+    pub(crate) insecure: bool,
     /// Records per POST; more than one are sent as NDJSON
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=100_000))]
-    pub batch: u64,
+    pub(crate) batch: u64,
     /// Connections (and POSTs in flight) at once; records keep their order only with 1
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=256))]
-    pub concurrency: u64,
+    pub(crate) concurrency: u64,
     /// Times a POST is sent again after 503, 429, 502, 504 or a connection error
     #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u32).range(0..=100))]
-    pub retries: u32,
+    pub(crate) retries: u32,
     /// Time allowed for connecting, and for each POST's answer
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = crate::settings::units::parse_duration_arg)]
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
     /// Largest record; a larger one is reported and not sent
     #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = crate::settings::units::parse_size_arg)]
-    pub max_record: usize,
+    pub(crate) max_record: usize,
     /// Files of records: NDJSON, JSON arrays, or the Go program's log ("-" or none: standard input)
     #[arg(value_name = "FILE")]
-    pub files: Vec<PathBuf>,
+    pub(crate) files: Vec<PathBuf>,
 }
 
 /// A body stops growing past this, whatever `--batch` says: the daemon's default limit is 16 MiB.
@@ -75,7 +75,7 @@ const EXAMPLES: usize = 5;
 
 /// Where to send: the parts of `--url` a connection needs.
 #[derive(Debug, Clone)]
-pub struct Target {
+pub(crate) struct Target {
     /// Host name or address, without brackets: for DNS and SNI.
     pub host: String,
     /// TCP port.
@@ -87,7 +87,7 @@ pub struct Target {
 }
 
 /// Parses an `https://` URL.
-pub fn parse_url(s: &str) -> Result<Target, String> {
+pub(crate) fn parse_url(s: &str) -> Result<Target, String> {
     let uri: http::Uri = s.parse().map_err(|e| format!("--url {s:?}: not a URL ({e})"))?;
     match uri.scheme_str() {
         Some("https") => {}

@@ -20,13 +20,13 @@ use crate::seal::{verify_with_progress, VerificationKey};
 pub struct VerifyArgs {
     /// The verification key: the line `seal-keys` printed (mlseal1-…), or a file holding it
     #[arg(long, value_name = "KEY")]
-    pub key: String,
+    pub(crate) key: String,
     /// Print the report as JSON
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
     /// Output files, oldest first (a rotated set in order); each one's .seal is found beside it
     #[arg(value_name = "FILE", required = true)]
-    pub files: Vec<PathBuf>,
+    pub(crate) files: Vec<PathBuf>,
 }
 
 /// Runs `verify`.

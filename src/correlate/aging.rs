@@ -81,11 +81,6 @@ impl<K: Hash + Eq + Clone, V, S: BuildHasher> AgingMap<K, V, S> {
         self.map.len()
     }
 
-    /// True when empty.
-    pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
-    }
-
     /// The value for `key`, if present.
     pub fn get(&self, key: &K) -> Option<&V> {
         self.map.get(key).map(|e| &e.value)
@@ -281,7 +276,7 @@ mod tests {
             m.insert(i, (), Instant::now(), |_, _| {});
             m.remove(&i, Instant::now());
         }
-        assert!(m.is_empty());
+        assert_eq!(m.len(), 0);
         assert!(m.order.len() <= 2 * m.len() + 1025);
     }
 }

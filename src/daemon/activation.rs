@@ -34,9 +34,9 @@ pub enum ActivationError {
 #[derive(Debug)]
 pub struct Passed {
     /// The sockets for records (TLS).
-    pub tls: Vec<TcpListener>,
+    pub(crate) tls: Vec<TcpListener>,
     /// The socket named `admin`, for `/metrics` and `/healthz`.
-    pub admin: Option<TcpListener>,
+    pub(crate) admin: Option<TcpListener>,
 }
 
 /// The first passed descriptor, by the protocol.

@@ -9,11 +9,11 @@
 //! it passes: [`systemd_notify`], [`activation`].
 
 pub mod activation;
-pub mod duties;
-pub mod reload;
-pub mod sealing;
-pub mod shutdown;
-pub mod systemd_notify;
+pub(crate) mod duties;
+pub(crate) mod reload;
+pub(crate) mod sealing;
+pub(crate) mod shutdown;
+pub(crate) mod systemd_notify;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -92,13 +92,9 @@ pub enum Stopped {
     OutputGone(String),
 }
 
-/// Runs the daemon until it is told to stop. Returns after the output is drained and synced.
-pub async fn run(settings: Settings) -> Result<Stopped, StartError> {
-    run_with(settings, None).await
-}
-
-/// [`run`], serving on sockets passed by socket activation ([`crate::daemon::activation::take`]) when
-/// there are any, instead of binding `LOGGER_IP`/`LOGGER_PORT` and `LOGGER_ADMIN_ADDR`.
+/// Runs the daemon until it is told to stop; returns after the output is drained and synced.
+/// Serves on the sockets passed by socket activation ([`activation::take`]) when there are any,
+/// instead of binding `LOGGER_IP`/`LOGGER_PORT` and `LOGGER_ADMIN_ADDR`.
 pub async fn run_with(settings: Settings, passed: Option<Passed>) -> Result<Stopped, StartError> {
     let cert = reload::load_certificate(&settings.cert)?;
     duties::report_expiry(&cert);

@@ -60,6 +60,7 @@ impl Held {
     }
 
     /// Bytes held.
+    #[cfg(test)]
     pub fn bytes(&self) -> usize {
         self.small_bytes() + self.large.as_ref().map_or(0, |p| p.num_permits())
     }

@@ -41,7 +41,7 @@ pub enum DecodeError {
 }
 
 /// Parses a `Content-Encoding` value into the codings to undo, in the order they were applied.
-pub fn parse_codings(header: Option<&str>) -> Result<Vec<Coding>, DecodeError> {
+pub(crate) fn parse_codings(header: Option<&str>) -> Result<Vec<Coding>, DecodeError> {
     let Some(header) = header else {
         return Ok(Vec::new());
     };

@@ -57,7 +57,7 @@ pub enum IngestError {
 
 impl IngestError {
     /// The HTTP status for this refusal.
-    pub fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             IngestError::Split(_) | IngestError::BodyRead(_) => StatusCode::BAD_REQUEST,
             IngestError::Decode(DecodeError::Unsupported(_)) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -75,7 +75,7 @@ impl IngestError {
     }
 
     /// True for the refusals whose body the rejects file keeps (400, 413, 415, 422).
-    pub fn keeps_body(&self) -> bool {
+    pub(crate) fn keeps_body(&self) -> bool {
         !matches!(
             self,
             IngestError::BodyTimeout { .. }
@@ -88,7 +88,7 @@ impl IngestError {
     }
 
     /// True when the body may not have been read to its end (the connection must close).
-    pub fn leaves_body_unread(&self) -> bool {
+    pub(crate) fn leaves_body_unread(&self) -> bool {
         matches!(
             self,
             IngestError::TooLarge { .. }
@@ -100,7 +100,7 @@ impl IngestError {
 
     /// True when the rest of the body should be read and thrown away before the answer: the
     /// refusals decided before the body was read to its end, for a client that is still sending.
-    pub fn drain_before_answer(&self) -> bool {
+    pub(crate) fn drain_before_answer(&self) -> bool {
         matches!(
             self,
             IngestError::TooLarge { .. } | IngestError::Decode(DecodeError::Unsupported(_))
@@ -108,7 +108,7 @@ impl IngestError {
     }
 
     /// `Retry-After` seconds, for refusals the client should retry.
-    pub fn retry_after(&self) -> Option<u32> {
+    pub(crate) fn retry_after(&self) -> Option<u32> {
         (self.status() == StatusCode::SERVICE_UNAVAILABLE).then_some(RETRY_AFTER_SECS)
     }
 }

@@ -19,20 +19,20 @@ pub struct Prepared {
     /// Number of records.
     pub records: usize,
     /// Request records among them.
-    pub requests: usize,
+    pub(crate) requests: usize,
     /// Response records among them.
-    pub responses: usize,
+    pub(crate) responses: usize,
     /// Records that do not conform (written anyway, lenient mode).
-    pub nonconforming: usize,
+    pub(crate) nonconforming: usize,
     /// The first problem, with where it is, for the warning.
-    pub first_problem: Option<String>,
+    pub(crate) first_problem: Option<String>,
     /// Per record: kind, sequence and fingerprint when it conforms (for correlation).
-    pub keys: Vec<Option<RecordKey>>,
+    pub(crate) keys: Vec<Option<RecordKey>>,
     /// Per record: where its line ends in `lines`.
-    pub ends: Vec<usize>,
+    pub(crate) ends: Vec<usize>,
     /// Header values written as marks: (record index, how many), for the records that have
     /// any (empty, so never allocated, for records without credentials).
-    pub redacted: Vec<(usize, usize)>,
+    pub(crate) redacted: Vec<(usize, usize)>,
     /// A minified record with credentials waits here while its marked line is written to
     /// `lines` (the rewrite reads one buffer and writes another); kept for the body's next one.
     scratch: Vec<u8>,
@@ -40,7 +40,7 @@ pub struct Prepared {
 
 impl Prepared {
     /// The lines of the records not judged duplicates.
-    pub fn lines_to_write(&self, verdicts: &[Verdict]) -> Vec<u8> {
+    pub(crate) fn lines_to_write(&self, verdicts: &[Verdict]) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.lines.len());
         let mut start = 0;
         for (end, v) in self.ends.iter().zip(verdicts) {
@@ -53,7 +53,7 @@ impl Prepared {
     }
 
     /// Header values written as marks in the records not judged duplicates.
-    pub fn redacted_to_write(&self, verdicts: &[Verdict]) -> usize {
+    pub(crate) fn redacted_to_write(&self, verdicts: &[Verdict]) -> usize {
         self.redacted
             .iter()
             .filter(|(i, _)| verdicts.get(*i) != Some(&Verdict::Duplicate))

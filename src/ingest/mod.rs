@@ -25,12 +25,12 @@ use crate::record::Kind;
 use crate::redact::Redactor;
 use crate::rejects::Rejects;
 
-pub mod body;
-pub mod budget;
+pub(crate) mod body;
+pub(crate) mod budget;
 pub mod decode;
-pub mod error;
-pub mod lines;
-pub mod split;
+pub(crate) mod error;
+pub(crate) mod lines;
+pub(crate) mod split;
 
 use body::BodyError;
 use budget::{Budget, Held};
@@ -41,7 +41,7 @@ pub use lines::{prepare, Annotation, Prepared, Treatment};
 const OFFLOAD_ABOVE: usize = 256 << 10;
 
 /// The pipeline and what it needs; shared by all connections.
-pub struct Ingest {
+pub(crate) struct Ingest {
     /// Where records go.
     pub output: Output,
     /// Where refused bodies go, with `--rejects`.
@@ -67,7 +67,7 @@ pub struct Ingest {
 
 /// Who sent a body, and what its head said about it.
 #[derive(Debug, Clone, Copy)]
-pub struct Sent<'a> {
+pub(crate) struct Sent<'a> {
     /// The peer's address.
     pub peer: SocketAddr,
     /// The client certificate's subject, with mTLS.
@@ -80,7 +80,7 @@ pub struct Sent<'a> {
 
 /// What a body gave.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Accepted {
+pub(crate) struct Accepted {
     /// Records in the body.
     pub records: usize,
     /// Of them, records that do not conform (written, lenient mode).

@@ -17,7 +17,7 @@ use crate::json::scan::{below, eq, find};
 /// whitespace (in valid JSON, the only bytes below `!` there), inside strings a quote or a
 /// backslash. Runs of kept bytes are copied at once. Any input is safe; only valid JSON is
 /// meaningful.
-pub fn minify_into(json: &[u8], out: &mut Vec<u8>) {
+pub(crate) fn minify_into(json: &[u8], out: &mut Vec<u8>) {
     out.reserve(json.len());
     let n = json.len();
     // Where the current run of kept bytes began.

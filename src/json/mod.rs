@@ -3,7 +3,7 @@
 //! ([`minify`]), the records of a log of any size read one at a time ([`stream`]), and several logs read as one
 //! in the order their records were received ([`merge`]).
 
-pub mod merge;
+pub(crate) mod merge;
 pub mod minify;
-pub mod scan;
-pub mod stream;
+pub(crate) mod scan;
+pub(crate) mod stream;

@@ -20,9 +20,6 @@ use std::path::PathBuf;
 
 use serde::de::IgnoredAny;
 
-/// The default limit on one record, the daemon's default body limit.
-pub const DEFAULT_MAX_RECORD: usize = 16 << 20;
-
 /// What is wrong with a stretch of the input.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Problem {

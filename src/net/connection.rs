@@ -44,7 +44,7 @@ use crate::observe::stats::Stats;
 use crate::settings::Limits;
 
 /// What every connection shares.
-pub struct Shared {
+pub(crate) struct Shared {
     /// Request handling.
     pub ingest: Arc<Ingest>,
     /// TLS.
@@ -81,7 +81,7 @@ static NOT_ALLOWED_LOG: LogLimiter = LogLimiter::new(10, std::time::Duration::fr
 static PROXY_LOG: LogLimiter = LogLimiter::new(10, std::time::Duration::from_secs(60));
 
 /// Counts and logs (rate-limited) a peer refused by the allowlist; the caller closes it.
-pub fn refuse_not_allowed(shared: &Shared, peer: SocketAddr) {
+pub(crate) fn refuse_not_allowed(shared: &Shared, peer: SocketAddr) {
     Stats::add(&shared.stats.connections_refused_allowlist, 1);
     if let Some(n) = NOT_ALLOWED_LOG.check() {
         tracing::warn!(%peer, "closed: address not allowed{}", suppressed_note(n));
@@ -240,7 +240,7 @@ impl Default for Protocols {
 }
 
 /// Serves one accepted TCP connection to its end; `peer` is the TCP peer.
-pub async fn serve(shared: Arc<Shared>, mut tcp: TcpStream, peer: SocketAddr) {
+pub(crate) async fn serve(shared: Arc<Shared>, mut tcp: TcpStream, peer: SocketAddr) {
     let _ = tcp.set_nodelay(true);
     let limits = &shared.limits;
     // One deadline for the PROXY header and the TLS handshake together.
@@ -461,7 +461,7 @@ async fn refuse_preface<S: AsyncWrite + Unpin>(io: &mut S) {
 
 /// Where a connection is between requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PhaseKind {
+pub(crate) enum PhaseKind {
     /// No request in progress.
     Idle = 0,
     /// The first bytes of an HTTP/1 request head have arrived; the rest has not.

@@ -26,7 +26,7 @@ use crate::observe::stats::Stats;
 const CAP_WAIT: Duration = Duration::from_secs(1);
 
 /// Binds `ip:port`, or every address (IPv4 and IPv6) when `ip` is `None`.
-pub fn bind(ip: Option<IpAddr>, port: u16) -> io::Result<Vec<TcpListener>> {
+pub(crate) fn bind(ip: Option<IpAddr>, port: u16) -> io::Result<Vec<TcpListener>> {
     if let Some(ip) = ip {
         return Ok(vec![bind_one(SocketAddr::new(ip, port))?]);
     }
@@ -58,7 +58,7 @@ pub fn bind_one(addr: SocketAddr) -> io::Result<TcpListener> {
 
 /// Serves on `listeners` until `stop` resolves, then lets in-flight requests finish within the
 /// shutdown timeout. Returns the number of connections still open when it gave up waiting.
-pub async fn run(
+pub(crate) async fn run(
     listeners: Vec<TcpListener>,
     shared_parts: SharedParts,
     stop: impl Future<Output = ()>,
@@ -107,7 +107,7 @@ pub async fn run(
 }
 
 /// What [`run`] needs to build the shared connection state.
-pub struct SharedParts {
+pub(crate) struct SharedParts {
     /// Request handling.
     pub ingest: Arc<crate::ingest::Ingest>,
     /// TLS configuration.

@@ -5,10 +5,10 @@
 //!
 //! Nothing here knows what a record is: a connection hands each request to [`crate::http`].
 
-pub mod allow;
+pub(crate) mod allow;
 pub mod connection;
 pub mod listener;
-pub mod log_limit;
+pub(crate) mod log_limit;
 pub mod proxy;
 pub mod tls;
 

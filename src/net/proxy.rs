@@ -73,16 +73,16 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::TcpStream;
 
 /// The start of every v1 header: `PROXY` and exactly one space.
-pub const V1_PREFIX: [u8; 6] = *b"PROXY ";
+pub(crate) const V1_PREFIX: [u8; 6] = *b"PROXY ";
 
 /// The 12 bytes that start every v2 header.
-pub const V2_SIGNATURE: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";
+pub(crate) const V2_SIGNATURE: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";
 
 /// The longest v1 header accepted, CRLF included (the specification's own maximum).
-pub const V1_MAX_LEN: usize = 107;
+pub(crate) const V1_MAX_LEN: usize = 107;
 
 /// The longest v2 header accepted, its 16 fixed bytes, addresses and TLVs included.
-pub const V2_MAX_LEN: usize = 4096;
+pub(crate) const V2_MAX_LEN: usize = 4096;
 
 /// The shortest header of either version: `PROXY UNKNOWN\r\n`. Reading this many bytes first
 /// never reads past a header (the shortest v2 header is 16 bytes).
@@ -93,7 +93,7 @@ const V2_FIXED_LEN: usize = 16;
 
 /// Where a connection really comes from, according to its PROXY header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Source {
+pub(crate) enum Source {
     /// The client the balancer relayed: v1 `TCP4`/`TCP6`, or v2 `PROXY` with TCP over IPv4 or
     /// IPv6. The port is the client's source port.
     Address(SocketAddr),
@@ -107,7 +107,7 @@ pub enum Source {
 
 /// What [`parse`] made of the bytes received so far.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Parsed {
+pub(crate) enum Parsed {
     /// No decision yet. A header that turns out valid is at least `need_at_least` bytes long
     /// (always more than the bytes given, and at most [`V2_MAX_LEN`]), so reading up to that
     /// many bytes in all never takes a byte that follows the header.
@@ -126,7 +126,7 @@ pub enum Parsed {
 
 /// A field of a v1 `TCP4`/`TCP6` line, to say which one is wrong.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum V1Field {
+pub(crate) enum V1Field {
     /// The layer-3 source address.
     SourceAddress,
     /// The layer-3 destination address.
@@ -153,7 +153,7 @@ impl std::fmt::Display for V1Field {
 /// A plain value (`Copy`, `Eq`) so that the same input always gives the same error and tests and
 /// the fuzz target can compare them; I/O failures are in [`ReadError`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum ProxyError {
+pub(crate) enum ProxyError {
     /// Neither `PROXY ` nor the v2 signature: not a PROXY header at all (for instance a TLS
     /// ClientHello from a balancer that was not set to send one).
     #[error("no PROXY header: the connection does not start with \"PROXY \" or the v2 signature")]
@@ -218,7 +218,7 @@ pub enum ProxyError {
 
 /// Why [`read_header`] did not return a source.
 #[derive(Debug, thiserror::Error)]
-pub enum ReadError {
+pub(crate) enum ReadError {
     /// The bytes are not a valid header.
     #[error(transparent)]
     Header(#[from] ProxyError),
@@ -238,7 +238,7 @@ pub enum ReadError {
 /// The decision is made as early as the bytes allow (a TLS ClientHello is refused at its first
 /// byte) and depends only on the bytes up to that point, so once a prefix gives an error or a
 /// complete header, every longer prefix gives the same answer. Never panics.
-pub fn parse(buf: &[u8]) -> Result<Parsed, ProxyError> {
+pub(crate) fn parse(buf: &[u8]) -> Result<Parsed, ProxyError> {
     match buf.first() {
         None => Ok(Parsed::Incomplete {
             need_at_least: MIN_LEN,
@@ -534,7 +534,7 @@ fn check_tlvs(mut tlvs: &[u8], mut offset: usize) -> Result<(), ProxyError> {
 /// the 16th, then the rest). No timeout: run it under the handshake deadline, which ends a
 /// peer that stops half-way. Not cancel-safe (bytes read are lost), which does not matter: a
 /// connection whose header was not read is closed.
-pub async fn read_header<R>(stream: &mut R) -> Result<Source, ReadError>
+pub(crate) async fn read_header<R>(stream: &mut R) -> Result<Source, ReadError>
 where
     R: AsyncRead + Unpin + ?Sized,
 {
@@ -564,7 +564,7 @@ where
 /// the header. A header not whole in the first peek is read by [`read_header`]'s steps, so the
 /// result is the same; only the number of reads differs (a v1 IPv6 line otherwise takes 20-45).
 /// The same deadline applies.
-pub async fn read_header_tcp(stream: &mut TcpStream) -> Result<Source, ReadError> {
+pub(crate) async fn read_header_tcp(stream: &mut TcpStream) -> Result<Source, ReadError> {
     // Enough for any v1 line and for v2 with a few TLVs; a longer header takes the slow path.
     let mut buf = [0u8; 256];
     let n = stream.peek(&mut buf).await?;
@@ -587,7 +587,7 @@ pub async fn read_header_tcp(stream: &mut TcpStream) -> Result<Source, ReadError
 /// arrives. A peer that closes first gives `false` (its TLS handshake fails anyway). No timeout:
 /// run it under the handshake deadline. If the future is dropped while waiting, the stream's
 /// readiness may have been reset, so close the connection then (as a deadline does).
-pub async fn starts_with_proxy_signature(stream: &TcpStream) -> io::Result<bool> {
+pub(crate) async fn starts_with_proxy_signature(stream: &TcpStream) -> io::Result<bool> {
     let mut buf = [0u8; V2_SIGNATURE.len()];
     // Waits for the first data, then returns what is there: nearly always enough.
     let n = stream.peek(&mut buf).await?;

@@ -83,18 +83,18 @@ pub enum TlsError {
 #[derive(Debug, Clone)]
 pub struct LoadedCert {
     /// What rustls serves.
-    pub certified: Arc<CertifiedKey>,
+    pub(crate) certified: Arc<CertifiedKey>,
     /// Subject and validity of the end-entity certificate, for the start line and expiry checks.
-    pub summary: CertSummary,
+    pub(crate) summary: CertSummary,
     /// Where it came from.
-    pub cert_path: PathBuf,
+    pub(crate) cert_path: PathBuf,
 }
 
 /// The crypto provider for every TLS context of the daemon and of `send`: aws-lc-rs, with the
 /// key exchange groups current browsers and Go 1.24+ offer, the post-quantum hybrid first, so
 /// records a passive observer records today stay confidential later. Every cipher suite rustls
 /// has is ECDHE or TLS 1.3: forward secrecy only.
-pub fn provider() -> Arc<CryptoProvider> {
+pub(crate) fn provider() -> Arc<CryptoProvider> {
     use rustls::crypto::aws_lc_rs::{default_provider, kx_group};
     let mut provider = default_provider();
     provider.kx_groups = vec![
@@ -278,12 +278,12 @@ impl CertStore {
     }
 
     /// The certificate being served.
-    pub fn current(&self) -> LoadedCert {
+    pub(crate) fn current(&self) -> LoadedCert {
         self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Serves `cert` from the next handshake on.
-    pub fn replace(&self, cert: LoadedCert) {
+    pub(crate) fn replace(&self, cert: LoadedCert) {
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = cert;
     }
 }
@@ -301,7 +301,7 @@ impl ResolvesServerCert for CertStore {
 }
 
 /// The trust anchors for client certificates (`--client-ca`): every certificate in the file.
-pub fn load_client_ca(path: &Path) -> Result<Arc<rustls::RootCertStore>, TlsError> {
+pub(crate) fn load_client_ca(path: &Path) -> Result<Arc<rustls::RootCertStore>, TlsError> {
     let pem = read_pem_file("LOGGER_CLIENT_CA", path)?;
     let certs = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()

@@ -32,15 +32,10 @@ impl FromStr for LogFormat {
 }
 
 /// Checks a filter string; the reason is for a settings error.
-pub fn check_filter(filter: &str) -> Result<(), String> {
+pub(crate) fn check_filter(filter: &str) -> Result<(), String> {
     Targets::from_str(filter)
         .map(|_| ())
         .map_err(|e| format!("not a log filter ({e})"))
-}
-
-/// Installs the stderr subscriber with text lines. Call once, before anything logs.
-pub fn init(filter: &str) {
-    init_with(filter, LogFormat::Text);
 }
 
 /// Installs the stderr subscriber in `format`. Call once, before anything logs.

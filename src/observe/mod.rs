@@ -3,6 +3,6 @@
 //! formats they print ([`timefmt`]).
 
 pub mod diagnostics;
-pub mod metrics;
-pub mod stats;
-pub mod timefmt;
+pub(crate) mod metrics;
+pub(crate) mod stats;
+pub(crate) mod timefmt;

@@ -200,6 +200,7 @@ impl Histogram {
     }
 
     /// Observations so far.
+    #[cfg(test)]
     pub fn count(&self) -> u64 {
         self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).sum()
     }
@@ -210,6 +211,7 @@ impl Histogram {
     }
 
     /// Sum of observations, as a duration.
+    #[cfg(test)]
     pub fn sum(&self) -> Duration {
         Duration::from_micros(self.sum_micros.load(Ordering::Relaxed))
     }

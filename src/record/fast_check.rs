@@ -24,7 +24,7 @@ use crate::record::Kind;
 
 /// Nesting beyond this many objects and arrays is left to the full check (serde_json stops at
 /// 128).
-pub const MAX_DEPTH: u32 = 64;
+pub(crate) const MAX_DEPTH: u32 = 64;
 
 /// What the quick check found in a conforming record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -53,60 +53,60 @@ pub enum Kind {
 #[derive(Debug, Clone, PartialEq)]
 pub struct RequestRecord<'a> {
     /// Correlates the request with its response.
-    pub sequence: u64,
+    pub(crate) sequence: u64,
     /// The request line and headers.
-    pub request: RequestInfo<'a>,
+    pub(crate) request: RequestInfo<'a>,
     /// Whether `request_body` is present.
-    pub has_body: bool,
+    pub(crate) has_body: bool,
 }
 
 /// `request`: Go's `http.Request`, as the sensor serializes it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RequestInfo<'a> {
     /// `Method`, required.
-    pub method: Cow<'a, str>,
+    pub(crate) method: Cow<'a, str>,
     /// `RequestURI`, required.
-    pub request_uri: Cow<'a, str>,
+    pub(crate) request_uri: Cow<'a, str>,
     /// `Host`.
-    pub host: Option<Cow<'a, str>>,
+    pub(crate) host: Option<Cow<'a, str>>,
     /// `RemoteAddr`.
-    pub remote_addr: Option<Cow<'a, str>>,
+    pub(crate) remote_addr: Option<Cow<'a, str>>,
     /// `TLSVersion`, e.g. `TLS1.2`.
-    pub tls_version: Option<Cow<'a, str>>,
+    pub(crate) tls_version: Option<Cow<'a, str>>,
     /// `Proto`, e.g. `HTTP/1.1`.
-    pub proto: Option<Cow<'a, str>>,
+    pub(crate) proto: Option<Cow<'a, str>>,
     /// `ContentLength`; Go uses -1 for unknown.
-    pub content_length: Option<i64>,
+    pub(crate) content_length: Option<i64>,
     /// `TransferEncoding`: null, a string, or a list of strings.
-    pub transfer_encoding: Option<StringOrList>,
+    pub(crate) transfer_encoding: Option<StringOrList>,
     /// `Header`: name → list of values (null for a nil map).
-    pub header: Option<HeaderMap>,
+    pub(crate) header: Option<HeaderMap>,
     /// `Close`.
-    pub close: Option<bool>,
+    pub(crate) close: Option<bool>,
     /// `Trailer`: null, a string, or a header map.
-    pub trailer: Option<Trailer>,
+    pub(crate) trailer: Option<Trailer>,
 }
 
 /// A response record.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResponseRecord {
     /// Correlates the response with its request.
-    pub sequence: u64,
+    pub(crate) sequence: u64,
     /// `response_status_code`, from a number or a string holding one.
-    pub status: u16,
+    pub(crate) status: u16,
     /// Number of header names in `response_headers`, when present.
-    pub header_count: Option<usize>,
+    pub(crate) header_count: Option<usize>,
     /// Whether `response_body` is present.
-    pub has_body: bool,
+    pub(crate) has_body: bool,
 }
 
 /// Why a record does not conform: the field and the reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Nonconformity {
     /// Dotted path of the field, e.g. `request.Method`; empty for the record itself.
-    pub field: String,
+    pub(crate) field: String,
     /// What is wrong with it.
-    pub reason: String,
+    pub(crate) reason: String,
 }
 
 impl fmt::Display for Nonconformity {
@@ -540,7 +540,7 @@ fn surrogate_reason(json: &str, line: usize, column: usize) -> Option<String> {
 
 /// `response_status_code`: an integer 100–599, or a string holding one (the page's example).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StatusCode(pub u16);
+pub(crate) struct StatusCode(pub u16);
 
 impl<'de> Deserialize<'de> for StatusCode {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -618,9 +618,9 @@ impl<'de> Deserialize<'de> for StringList {
 
 /// A header map (`Header`, `response_headers`): string → array of strings; null is an empty map.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HeaderMap {
+pub(crate) struct HeaderMap {
     /// Number of header names.
-    pub len: usize,
+    pub(crate) len: usize,
 }
 
 impl<'de> Deserialize<'de> for HeaderMap {
@@ -654,7 +654,7 @@ impl<'de> Visitor<'de> for HeaderMapVisitor {
 
 /// `TransferEncoding`: the page says a string, Go's type is `[]string`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StringOrList {
+pub(crate) enum StringOrList {
     /// A single string.
     String,
     /// An array of this many strings.
@@ -683,7 +683,7 @@ impl<'de> Deserialize<'de> for StringOrList {
 
 /// `Trailer`: the page says a string, Go's type is a header map.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Trailer {
+pub(crate) enum Trailer {
     /// A single string.
     String,
     /// A header map.

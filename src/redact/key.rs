@@ -71,7 +71,7 @@ impl RedactKey {
     }
 
     /// A new random key.
-    pub fn generate() -> Result<RedactKey, KeyError> {
+    pub(crate) fn generate() -> Result<RedactKey, KeyError> {
         let mut bytes = [0u8; KEY_LEN];
         rand::fill(&mut bytes).map_err(|_| KeyError::Random)?;
         Ok(RedactKey(bytes))
@@ -89,7 +89,7 @@ impl RedactKey {
     }
 
     /// The key from its file's text: 64 hex digits (either case), then nothing, `\n` or `\r\n`.
-    pub fn parse(text: &[u8]) -> Result<RedactKey, String> {
+    pub(crate) fn parse(text: &[u8]) -> Result<RedactKey, String> {
         let digits = text
             .strip_suffix(b"\r\n")
             .or_else(|| text.strip_suffix(b"\n"))
@@ -138,7 +138,7 @@ impl RedactKey {
     /// there with mode 0600. Two processes starting at once end with the same key: the file
     /// appears whole, by a hard link from a private temporary file, and whoever finds it made
     /// already reads it. A file that exists but cannot be read or is malformed is an error.
-    pub fn load_or_create(path: &Path) -> Result<(RedactKey, KeyOrigin), KeyError> {
+    pub(crate) fn load_or_create(path: &Path) -> Result<(RedactKey, KeyOrigin), KeyError> {
         match RedactKey::load(path) {
             Ok(key) => return Ok((key, KeyOrigin::Loaded)),
             Err(KeyError::Read { source, .. }) if source.kind() == io::ErrorKind::NotFound => {}

@@ -34,12 +34,13 @@ use std::fmt;
 use aws_lc_rs::hmac;
 use memchr::memmem;
 
-pub mod key;
+pub(crate) mod key;
 
-pub use key::{KeyError, KeyOrigin, RedactKey, KEY_LEN};
+pub(crate) use key::KeyOrigin;
+pub use key::{KeyError, RedactKey, KEY_LEN};
 
 /// The headers redacted when `LOGGER_REDACT` is not set.
-pub const DEFAULT_NAMES: [&str; 6] = [
+pub(crate) const DEFAULT_NAMES: [&str; 6] = [
     "Authorization",
     "Proxy-Authorization",
     "Cookie",
@@ -109,7 +110,7 @@ impl Redactor {
     }
 
     /// The header names redacted, as configured.
-    pub fn names(&self) -> &[String] {
+    pub(crate) fn names(&self) -> &[String] {
         &self.names
     }
 
@@ -125,7 +126,7 @@ impl Redactor {
     /// resolved, UTF-8); any other element (number, object, array, `true`, `null`) by the mark
     /// of its JSON text as written. A value that is not an array is replaced in the same way
     /// by one mark, except `null`, Go's spelling of a header with no values, kept like `[]`.
-    pub fn redact_into(&self, line: &[u8], out: &mut Vec<u8>) -> usize {
+    pub(crate) fn redact_into(&self, line: &[u8], out: &mut Vec<u8>) -> usize {
         if !self.may_redact(line) {
             return 0;
         }
@@ -134,12 +135,12 @@ impl Redactor {
 
     /// The quick look alone: `false` when [`Redactor::redact_into`] would certainly replace
     /// nothing in `line`, for a caller that must move the line before it can be rewritten.
-    pub fn may_redact(&self, line: &[u8]) -> bool {
+    pub(crate) fn may_redact(&self, line: &[u8]) -> bool {
         !self.lower.is_empty() && self.quick_verdict(line)
     }
 
     /// Whether the header `name` (as decoded text) is one whose values are marked.
-    pub fn redacts(&self, name: &str) -> bool {
+    pub(crate) fn redacts(&self, name: &str) -> bool {
         self.lower.iter().any(|n| n.eq_ignore_ascii_case(name.as_bytes()))
     }
 
@@ -147,7 +148,7 @@ impl Redactor {
     /// about the value of a redacted header, serde's wording quotes that value (`invalid type:
     /// string "Bearer abc", expected a sequence`), so the reason is replaced by one that does
     /// not. `None` when the problem shows no such value.
-    pub fn scrub_problem(&self, field: &str, reason: &str) -> Option<String> {
+    pub(crate) fn scrub_problem(&self, field: &str, reason: &str) -> Option<String> {
         let header = field
             .strip_prefix("request.Header.")
             .or_else(|| field.strip_prefix("response_headers."))?;
@@ -736,13 +737,13 @@ fn string_stop(b: &[u8], mut i: usize) -> (usize, bool) {
 }
 
 /// Bytes of hex in a mark.
-pub const MARK_DIGITS: usize = 16;
+pub(crate) const MARK_DIGITS: usize = 16;
 
 /// The marks in the header values of a record line (`request.Header` and `response_headers`,
 /// under any header name, as a log written with any `LOGGER_REDACT` has them): each one's 16
 /// hex digits, in order. A line that is not valid compact JSON has none; nothing is allocated
 /// for a line without marks.
-pub fn marks_in(line: &[u8]) -> Vec<[u8; MARK_DIGITS]> {
+pub(crate) fn marks_in(line: &[u8]) -> Vec<[u8; MARK_DIGITS]> {
     let mut marks = Vec::new();
     if memmem::find(line, MARK_PREFIX).is_none() {
         return marks;
@@ -832,7 +833,7 @@ fn find_marks(c: &mut Cursor<'_>, marks: &mut Vec<[u8; MARK_DIGITS]>) -> Option<
 /// A `LOGGER_REDACT` value that is not a list of header names.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{name:?}: {reason}")]
-pub struct NamesError {
+pub(crate) struct NamesError {
     /// The offending item, trimmed.
     pub name: String,
     /// Why it is refused.
@@ -842,7 +843,7 @@ pub struct NamesError {
 /// The header names of a `LOGGER_REDACT` value: comma-separated, each trimmed of spaces and
 /// made of HTTP token characters (RFC 9110 5.6.2). `off`, or a value with no names at all,
 /// gives the empty list: no redaction. Repeats (in any case) are kept once, as first written.
-pub fn parse_names(value: &str) -> Result<Vec<String>, NamesError> {
+pub(crate) fn parse_names(value: &str) -> Result<Vec<String>, NamesError> {
     if value.trim().eq_ignore_ascii_case("off") {
         return Ok(Vec::new());
     }

@@ -76,8 +76,6 @@ pub struct FileStats {
     pub first_ms: Option<i64>,
     /// The latest.
     pub last_ms: Option<i64>,
-    /// Whether `FILE.seal` (SPEC 4.8) is beside it.
-    pub seal_present: bool,
     /// Bytes in `FILE.partial`: cut-short writes moved out at a restart (SPEC 4.4).
     pub partial_bytes: Option<u64>,
 }
@@ -376,17 +374,10 @@ impl Collector {
     }
 
     /// The next input begins.
-    pub fn begin_file(
-        &mut self,
-        name: &str,
-        size: Option<u64>,
-        seal_present: bool,
-        partial_bytes: Option<u64>,
-    ) {
+    pub fn begin_file(&mut self, name: &str, size: Option<u64>, partial_bytes: Option<u64>) {
         self.files.push(FileStats {
             name: name.to_string(),
             size,
-            seal_present,
             partial_bytes,
             ..FileStats::default()
         });
@@ -861,7 +852,7 @@ mod tests {
     fn marks_are_found_with_their_header() {
         let text = br#"{"sequence":1,"request":{"Method":"GET","RequestURI":"/","Header":{"Authorization":["x","[redacted hmac:0123456789abcdef]"],"Cookie":["[redacted hmac:0123456789abcdef]"]}},"note":"[redacted hmac:zz]"}"#;
         let mut c = Collector::new();
-        c.begin_file("t", None, false, None);
+        c.begin_file("t", None, None);
         c.count_marks(text, Place { file: 0, line: 1 });
         assert_eq!(c.marks_total, 2);
         let m = c.marks(10);
@@ -875,7 +866,7 @@ mod tests {
     #[test]
     fn the_timeline_coarsens_and_keeps_every_count() {
         let mut c = Collector::new();
-        c.begin_file("t", None, false, None);
+        c.begin_file("t", None, None);
         let id = c.sensor_id("a");
         for h in 0..48 {
             c.plot(id, h * 3_600_000);

@@ -122,7 +122,7 @@ mod tests {
                 s(&peer)
             );
             let mut i = Inspector::with_observer(Mode::Summary, 10, 100, Collector::new());
-            i.observer_mut().begin_file("<f>", None, true, Some(3));
+            i.observer_mut().begin_file("<f>", None, Some(3));
             for (n, r) in [req, resp].iter().enumerate() {
                 i.record("<f>", n as u64 + 1, r.as_bytes(), &mut std::io::sink()).unwrap();
             }

@@ -134,6 +134,7 @@ impl VerificationKey {
 
     /// `key(epoch)`, walking from `key(0)`: for one-off use (tests, tools). A verifier walking a
     /// chain uses [`VerificationKey::cursor`].
+    #[cfg(test)]
     pub fn key_for(&self, epoch: u64) -> EpochKey {
         let mut k = self.0.duplicate();
         for _ in 0..epoch {
@@ -317,11 +318,6 @@ impl SealState {
     /// The epoch the next entry will be sealed with.
     pub fn epoch(&self) -> u64 {
         self.epoch
-    }
-
-    /// The state file.
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// The key of [`SealState::epoch`].

@@ -60,11 +60,11 @@
 //! range's SHA-256 and line count against the output; bytes after a `stop` (failure) or after
 //! the last entry (the unsealed tail, a note); `foreign` ranges (failure).
 
-pub mod entry;
-pub mod key;
-pub mod sealer;
-pub mod tap;
-pub mod verify;
+pub(crate) mod entry;
+pub(crate) mod key;
+pub(crate) mod sealer;
+pub(crate) mod tap;
+pub(crate) mod verify;
 
 #[cfg(test)]
 mod tests;
@@ -72,16 +72,16 @@ mod tests;
 use std::io;
 use std::path::{Path, PathBuf};
 
-pub use entry::{Entry, Kind, Moved, SealedEntry};
-pub use key::{create_state, SealState, VerificationKey};
-pub use sealer::{Anchor, Observed, Reopened, Repair, SealKind, SealStats, Sealer};
-pub use verify::{verify, verify_with_progress, Finding, Report, Severity};
+pub use sealer::{Anchor, Repair, SealKind, Sealer};
+
+pub(crate) use key::{create_state, VerificationKey};
+pub(crate) use verify::verify_with_progress;
 
 /// Length in bytes of every key, MAC and SHA-256 digest here.
-pub const KEY_LEN: usize = 32;
+pub(crate) const KEY_LEN: usize = 32;
 
 /// The longest `.seal` line read; a longer one is malformed (real entries are a few hundred bytes).
-pub const MAX_LINE: usize = 64 * 1024;
+pub(crate) const MAX_LINE: usize = 64 * 1024;
 
 /// `OUTPUT.seal` for `OUTPUT`.
 pub fn seal_path_for(output: &Path) -> PathBuf {
@@ -93,7 +93,7 @@ pub fn seal_path_for(output: &Path) -> PathBuf {
 /// The `.seal` of an output given to `verify`: `OUTPUT.seal` when it exists; otherwise, for an
 /// output that logrotate renamed together with its `.seal`, the `.seal` renamed the same way
 /// (`x.json-20261201` pairs with `x.json.seal-20261201`, `x.json.1` with `x.json.seal.1`).
-pub fn seal_path_for_rotated(output: &Path) -> PathBuf {
+pub(crate) fn seal_path_for_rotated(output: &Path) -> PathBuf {
     let direct = seal_path_for(output);
     if direct.exists() {
         return direct;
@@ -153,8 +153,8 @@ pub(crate) fn parse_hex32(s: &str, allow_upper: bool) -> Option<[u8; KEY_LEN]> {
     Some(out)
 }
 
-/// SHA-256 of `bytes` (for [`Repair::new`] and tests).
-pub fn sha256(bytes: &[u8]) -> [u8; KEY_LEN] {
+/// SHA-256 of `bytes`.
+pub(crate) fn sha256(bytes: &[u8]) -> [u8; KEY_LEN] {
     digest_bytes(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes))
 }
 
@@ -271,7 +271,7 @@ pub enum SealError {
 
 /// Why a verification key was not accepted.
 #[derive(Debug, thiserror::Error)]
-pub enum KeyError {
+pub(crate) enum KeyError {
     /// The text does not start with `mlseal1-`.
     #[error("not a verification key: it must be the line `mlseal1-…` that seal-keys printed")]
     MissingPrefix,
@@ -290,7 +290,7 @@ pub enum KeyError {
 
 /// Why a `.seal` line is not an entry.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum EntryError {
+pub(crate) enum EntryError {
     /// Longer than [`MAX_LINE`].
     #[error("longer than {MAX_LINE} bytes")]
     TooLong,
@@ -315,9 +315,9 @@ pub enum EntryError {
 }
 
 /// What stops `verify` from producing a report at all. Tampering never lands here: it is a
-/// finding in the [`Report`].
+/// finding in the [`verify::Report`].
 #[derive(Debug, thiserror::Error)]
-pub enum VerifyError {
+pub(crate) enum VerifyError {
     /// No file was given.
     #[error("no file to verify")]
     NoFiles,

@@ -3,8 +3,8 @@
 //! The [`Sealer`] knows nothing of async or of the output's code. What was written reaches it as
 //! [`Observed`] ranges: the output writer counts and hashes the bytes of each successful write
 //! (bytes that stay: a write rolled back is never observed) into an `Observed` of its own, and
-//! whoever seals takes it and hands it to [`Sealer::absorb`] (see [`super::tap`]); a caller that
-//! writes and seals on one thread may call [`Sealer::observe`] instead. The daemon's minute timer
+//! whoever seals takes it and hands it to [`Sealer::absorb`] (see [`super::tap`]); the unit tests,
+//! which write and seal on one thread, call `Sealer::observe` instead. The daemon's minute timer
 //! calls [`Sealer::seal`], `SIGHUP` calls [`Sealer::reopen`] with the new output's length at the
 //! reopen, and shutdown calls `seal(SealKind::Stop)`. At [`Sealer::open`] the sealer reads what
 //! it did not see being written (bytes past the last entry) from the output file itself.
@@ -35,16 +35,17 @@ const READ_BUF: usize = 64 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Repair {
     /// How many bytes were moved.
-    pub bytes: u64,
+    pub(crate) bytes: u64,
     /// Their SHA-256.
-    pub sha256: [u8; KEY_LEN],
+    pub(crate) sha256: [u8; KEY_LEN],
     /// The base name of the file they went to (`FILE.partial`).
-    pub to: String,
+    pub(crate) to: String,
 }
 
 impl Repair {
     /// A repair record for `moved`, appended to the file at `to`.
-    pub fn new(moved: &[u8], to: &Path) -> Self {
+    #[cfg(test)]
+    pub(crate) fn new(moved: &[u8], to: &Path) -> Self {
         Repair {
             bytes: moved.len() as u64,
             sha256: super::sha256(moved),
@@ -68,17 +69,17 @@ pub enum SealKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Anchor {
     /// The entry's kind.
-    pub kind: Kind,
+    pub(crate) kind: Kind,
     /// The entry's epoch.
-    pub epoch: u64,
+    pub(crate) epoch: u64,
     /// The output's base name.
-    pub file: String,
+    pub(crate) file: String,
     /// First line covered.
-    pub first_line: u64,
+    pub(crate) first_line: u64,
     /// Last line covered.
-    pub last_line: u64,
+    pub(crate) last_line: u64,
     /// The entry's digest (its MAC, hex).
-    pub digest: String,
+    pub(crate) digest: String,
 }
 
 impl std::fmt::Display for Anchor {
@@ -169,18 +170,20 @@ impl Observed {
     }
 
     /// Adds bytes just written after the range's end.
-    pub fn observe(&mut self, written: &[u8]) {
+    pub(crate) fn observe(&mut self, written: &[u8]) {
         self.end += written.len() as u64;
         self.lines += count_newlines(written);
         self.hasher.update(written);
     }
 
     /// Where the range starts.
+    #[cfg(test)]
     pub fn start(&self) -> u64 {
         self.start
     }
 
     /// Where the range ends (exclusive): the output's length as far as this range knows.
+    #[cfg(test)]
     pub fn end(&self) -> u64 {
         self.end
     }
@@ -287,9 +290,10 @@ impl Sealer {
         Ok((sealer, anchors))
     }
 
-    /// Records bytes just written to the output (whole lines that stay), for a caller that
-    /// writes and seals on one thread. Cheap: hashing and counting, no allocation.
-    pub fn observe(&mut self, written: &[u8]) {
+    /// Records bytes just written to the output (whole lines that stay), for the tests, which
+    /// write and seal on one thread. Cheap: hashing and counting, no allocation.
+    #[cfg(test)]
+    pub(crate) fn observe(&mut self, written: &[u8]) {
         self.pending.end += written.len() as u64;
         // Without an open pair, the next attempt reads the range back from the output instead.
         if self.pair.is_some() {
@@ -304,7 +308,7 @@ impl Sealer {
     /// is pending, its hash is used as it is; after a failed append (something pending already)
     /// or should it not start where the pending range ends, the whole range is read back from
     /// the output when it is sealed.
-    pub fn absorb(&mut self, observed: Observed) {
+    pub(crate) fn absorb(&mut self, observed: Observed) {
         if observed.end == observed.start && observed.start == self.pending.end {
             return;
         }
@@ -372,7 +376,7 @@ impl Sealer {
     /// and covering the new output's first `new_output_len` bytes (read from it); an existing
     /// one (the same file reopened) goes on with a `start` entry. Call before anything is
     /// written to the new output.
-    pub fn reopen(&mut self, new_output: &Path, new_output_len: u64) -> Reopened {
+    pub(crate) fn reopen(&mut self, new_output: &Path, new_output_len: u64) -> Reopened {
         let mut done = Reopened::default();
         let prev_file = match (&self.pair, self.retry_prev_file.take()) {
             // The last reopen never began its pair: entries last went to the file before it.
@@ -416,29 +420,25 @@ impl Sealer {
     }
 
     /// Counters for `/metrics` and `/healthz`.
-    pub fn stats(&self) -> &SealStats {
+    pub(crate) fn stats(&self) -> &SealStats {
         &self.stats
     }
 
     /// Whether sealing is working: the last attempt succeeded, a pair is open and the state file
     /// is up to date.
-    pub fn healthy(&self) -> bool {
+    pub(crate) fn healthy(&self) -> bool {
         !self.stats.last_failed && self.pair.is_some() && !self.stats.state_unsaved
     }
 
     /// The anchor of the last entry written.
-    pub fn last_anchor(&self) -> Option<&Anchor> {
+    pub(crate) fn last_anchor(&self) -> Option<&Anchor> {
         self.last_anchor.as_ref()
     }
 
     /// The epoch the next entry will use.
-    pub fn epoch(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn epoch(&self) -> u64 {
         self.state.epoch()
-    }
-
-    /// Bytes observed but not sealed yet.
-    pub fn pending_bytes(&self) -> u64 {
-        self.pending.end - self.pending.start
     }
 
     /// Updates the health counters from a public call's result, and returns a state save error
@@ -1001,7 +1001,7 @@ mod tests {
         fs::write(&out, b"").unwrap();
         let r = s.reopen(&out, 0);
         assert!(r.errors.is_empty(), "{:?}", r.errors);
-        let report = crate::seal::verify(&vk, &[rotated, out]).unwrap();
+        let report = crate::seal::verify::verify(&vk, &[rotated, out]).unwrap();
         assert!(report.ok(), "{}", report.to_text());
         assert_eq!(report.totals.lines_verified, 1);
     }

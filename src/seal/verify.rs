@@ -133,6 +133,7 @@ impl Report {
     }
 
     /// Every failure and note, in file order.
+    #[cfg(test)]
     pub fn findings(&self) -> impl Iterator<Item = &Finding> {
         self.files.iter().flat_map(|f| f.findings.iter())
     }

@@ -19,18 +19,18 @@ use crate::net::allow::Allowlist;
 use crate::observe::diagnostics::{self, LogFormat};
 use crate::redact;
 
-pub mod units;
+pub(crate) mod units;
 
 /// A setting that cannot be used, named as the operator gave it.
 #[derive(Debug, thiserror::Error)]
 #[error("{name}={value}: {reason}")]
 pub struct SettingsError {
     /// `LOGGER_PORT` when the value came from the environment, `--port` when from a flag.
-    pub name: String,
+    pub(crate) name: String,
     /// The value as given, quoted unless it is a path.
-    pub value: String,
+    pub(crate) value: String,
     /// Why it cannot be used.
-    pub reason: String,
+    pub(crate) reason: String,
 }
 
 /// The daemon's settings as raw strings, exactly as given; [`Settings::from_matches`] checks them.
@@ -38,97 +38,97 @@ pub struct SettingsError {
 pub struct ServeArgs {
     /// PEM file: server certificate, then its chain; may also hold the key [default: the embedded default certificate]
     #[arg(long, env = "LOGGER_CERT", value_name = "FILE")]
-    pub cert: Option<String>,
+    pub(crate) cert: Option<String>,
     /// PEM private key (PKCS#8, PKCS#1 or SEC1) [default: the key in --cert, or the embedded default]
     #[arg(long, env = "LOGGER_KEY", value_name = "FILE")]
-    pub key: Option<String>,
+    pub(crate) key: Option<String>,
     /// TCP port to listen on (0: any free port) [default: 8443]
     #[arg(long, env = "LOGGER_PORT", value_name = "PORT")]
-    pub port: Option<String>,
+    pub(crate) port: Option<String>,
     /// Listen on this one address only [default: every address, IPv4 and IPv6]
     #[arg(long, env = "LOGGER_IP", value_name = "ADDR")]
-    pub ip: Option<String>,
+    pub(crate) ip: Option<String>,
     /// File to append records to; "-" is stdout [default: -]
     #[arg(long, env = "LOGGER_OUTPUT", value_name = "FILE")]
-    pub output: Option<String>,
+    pub(crate) output: Option<String>,
     /// Refuse records that do not conform to the record format with 422 [default: off]
     #[arg(long, env = "LOGGER_STRICT", value_name = "BOOL", num_args = 0..=1, default_missing_value = "on")]
-    pub strict: Option<String>,
+    pub(crate) strict: Option<String>,
     /// on: acknowledge a record only after fdatasync(2) [default: off]
     #[arg(long, env = "LOGGER_FSYNC", value_name = "BOOL", num_args = 0..=1, default_missing_value = "on")]
-    pub fsync: Option<String>,
+    pub(crate) fsync: Option<String>,
     /// Largest request body, counted after decompression [default: 16MiB]
     #[arg(long, env = "LOGGER_MAX_BODY", value_name = "SIZE")]
-    pub max_body: Option<String>,
+    pub(crate) max_body: Option<String>,
     /// File that keeps every refused body (400, 413, 415, 422) as one NDJSON line, with why [default: none]
     #[arg(long, env = "LOGGER_REJECTS", value_name = "FILE")]
-    pub rejects: Option<String>,
+    pub(crate) rejects: Option<String>,
     /// Add "_received_at" and "_peer" as the last members of each record [default: off]
     #[arg(long, env = "LOGGER_ANNOTATE", value_name = "BOOL", num_args = 0..=1, default_missing_value = "on")]
-    pub annotate: Option<String>,
+    pub(crate) annotate: Option<String>,
     /// A request with no response after this is counted unanswered [default: 5m]
     #[arg(long, env = "LOGGER_RESPONSE_TIMEOUT", value_name = "DURATION")]
-    pub response_timeout: Option<String>,
+    pub(crate) response_timeout: Option<String>,
     /// Most requests waiting for their response; beyond it the oldest is dropped [default: 100000]
     #[arg(long, env = "LOGGER_MAX_PENDING", value_name = "N")]
-    pub max_pending: Option<String>,
+    pub(crate) max_pending: Option<String>,
     /// Correlation key: "address" (sender IP and sequence) or "sequence" alone, for senders behind a proxy [default: address]
     #[arg(long, env = "LOGGER_CORRELATE_BY", value_name = "KEY")]
-    pub correlate_by: Option<String>,
+    pub(crate) correlate_by: Option<String>,
     /// Require client certificates signed by this CA (PEM) [default: none]
     #[arg(long, env = "LOGGER_CLIENT_CA", value_name = "FILE")]
-    pub client_ca: Option<String>,
+    pub(crate) client_ca: Option<String>,
     /// Comma-separated addresses and CIDR ranges allowed to connect [default: anyone]
     #[arg(long, env = "LOGGER_ALLOW", value_name = "LIST")]
-    pub allow: Option<String>,
+    pub(crate) allow: Option<String>,
     /// Comma-separated addresses and CIDR ranges of load balancers that begin each connection with a PROXY protocol header (v1 or v2); its source address is the peer [default: none]
     #[arg(long, env = "LOGGER_PROXY_PROTOCOL", value_name = "LIST")]
-    pub proxy_protocol: Option<String>,
+    pub(crate) proxy_protocol: Option<String>,
     /// Where the embedded default certificate is kept [default: ./certs]
     #[arg(long, env = "LOGGER_CERT_DIR", value_name = "DIR")]
-    pub cert_dir: Option<String>,
+    pub(crate) cert_dir: Option<String>,
     /// Comma-separated header names whose values are written as keyed marks, or "off" [default: Authorization,Proxy-Authorization,Cookie,Set-Cookie,X-Api-Key,X-Auth-Token]
     #[arg(long, env = "LOGGER_REDACT", value_name = "LIST")]
-    pub redact: Option<String>,
+    pub(crate) redact: Option<String>,
     /// The redaction key: 64 hex digits, made (mode 0600) at the first start [default: redact.key in the cert directory]
     #[arg(long, env = "LOGGER_REDACT_KEY", value_name = "FILE")]
-    pub redact_key: Option<String>,
+    pub(crate) redact_key: Option<String>,
     /// Time allowed for the TLS handshake [default: 10s]
     #[arg(long, env = "LOGGER_HANDSHAKE_TIMEOUT", value_name = "DURATION")]
-    pub handshake_timeout: Option<String>,
+    pub(crate) handshake_timeout: Option<String>,
     /// Deadline for a whole HTTP/1 request head, from its first byte [default: 10s]
     #[arg(long, env = "LOGGER_HEADER_TIMEOUT", value_name = "DURATION")]
-    pub header_timeout: Option<String>,
+    pub(crate) header_timeout: Option<String>,
     /// Deadline for a whole request body [default: 30s]
     #[arg(long, env = "LOGGER_BODY_TIMEOUT", value_name = "DURATION")]
-    pub body_timeout: Option<String>,
+    pub(crate) body_timeout: Option<String>,
     /// Time a connection may sit with no request in progress [default: 60s]
     #[arg(long, env = "LOGGER_IDLE_TIMEOUT", value_name = "DURATION")]
-    pub idle_timeout: Option<String>,
+    pub(crate) idle_timeout: Option<String>,
     /// Connections served at once; a new one beyond it waits briefly, then is closed [default: 1024]
     #[arg(long, env = "LOGGER_MAX_CONNECTIONS", value_name = "N")]
-    pub max_connections: Option<String>,
+    pub(crate) max_connections: Option<String>,
     /// Threads that serve connections [default: half the CPUs this process may use, at least 1]
     #[arg(long, env = "LOGGER_WORKER_THREADS", value_name = "N")]
-    pub worker_threads: Option<String>,
+    pub(crate) worker_threads: Option<String>,
     /// Grace period for in-flight requests at SIGTERM/SIGINT [default: 10s]
     #[arg(long, env = "LOGGER_SHUTDOWN_TIMEOUT", value_name = "DURATION")]
-    pub shutdown_timeout: Option<String>,
+    pub(crate) shutdown_timeout: Option<String>,
     /// Diagnostics filter, RUST_LOG style: a level, or target=level pairs [default: info]
     #[arg(long, env = "RUST_LOG", value_name = "FILTER")]
-    pub log_level: Option<String>,
+    pub(crate) log_level: Option<String>,
     /// Diagnostics as "text" lines or one JSON object per line ("json") [default: text]
     #[arg(long, env = "LOGGER_LOG_FORMAT", value_name = "FORMAT")]
-    pub log_format: Option<String>,
+    pub(crate) log_format: Option<String>,
     /// Plain-HTTP listener for GET /metrics and GET /healthz, e.g. 127.0.0.1:9187 [default: none]
     #[arg(long, env = "LOGGER_ADMIN_ADDR", value_name = "ADDR:PORT")]
-    pub admin_addr: Option<String>,
+    pub(crate) admin_addr: Option<String>,
     /// Seal the output against tampering with this state, made by `seal-keys`; needs --output [default: none]
     #[arg(long, env = "LOGGER_SEAL", value_name = "FILE")]
-    pub seal: Option<String>,
+    pub(crate) seal: Option<String>,
     /// For tests only: the interval between seals, instead of a minute [default: 60s]
     #[arg(long, env = "LOGGER_SEAL_INTERVAL", value_name = "DURATION", hide = true)]
-    pub seal_interval: Option<String>,
+    pub(crate) seal_interval: Option<String>,
 }
 
 /// The most worker threads `LOGGER_WORKER_THREADS` may ask for.
@@ -156,7 +156,7 @@ pub fn default_worker_threads() -> usize {
 
 /// Where records go.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum OutputTarget {
+pub(crate) enum OutputTarget {
     /// Standard output, used as it is.
     Stdout,
     /// A file opened for appending.
@@ -174,7 +174,7 @@ impl std::fmt::Display for OutputTarget {
 
 /// Where the certificate comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CertSource {
+pub(crate) enum CertSource {
     /// `LOGGER_CERT` (and maybe `LOGGER_KEY`) name the files.
     Files {
         /// Certificate chain, maybe with the key.
@@ -188,7 +188,7 @@ pub enum CertSource {
 
 /// Which header values are written as keyed marks (SPEC 4.9), and with which key.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RedactSettings {
+pub(crate) struct RedactSettings {
     /// The header names (`LOGGER_REDACT`); empty when `off`.
     pub names: Vec<String>,
     /// The key file (`LOGGER_REDACT_KEY`): read, or made at the first start.
@@ -197,7 +197,7 @@ pub struct RedactSettings {
 
 /// Every limit on a peer; each one a defence against a slow or hostile client.
 #[derive(Debug, Clone)]
-pub struct Limits {
+pub(crate) struct Limits {
     /// Largest body after decompression.
     pub max_body: usize,
     /// Time for the TLS handshake.
@@ -232,34 +232,34 @@ impl Default for Limits {
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// Certificate and key.
-    pub cert: CertSource,
+    pub(crate) cert: CertSource,
     /// Port to listen on; 0 asks the system for a free one.
-    pub port: u16,
+    pub(crate) port: u16,
     /// One address to bind, or every address when `None`.
-    pub ip: Option<IpAddr>,
+    pub(crate) ip: Option<IpAddr>,
     /// Where records go.
-    pub output: OutputTarget,
+    pub(crate) output: OutputTarget,
     /// Refuse nonconforming records instead of writing them.
-    pub strict: bool,
+    pub(crate) strict: bool,
     /// fdatasync before acknowledging.
-    pub fsync: bool,
+    pub(crate) fsync: bool,
     /// Where refused bodies are kept.
-    pub rejects: Option<PathBuf>,
+    pub(crate) rejects: Option<PathBuf>,
     /// Add `_received_at` and `_peer` to each record.
-    pub annotate: bool,
+    pub(crate) annotate: bool,
     /// Credentials in header values written as marks.
-    pub redact: RedactSettings,
+    pub(crate) redact: RedactSettings,
     /// Correlation and duplicate suppression.
-    pub correlate: CorrelateConfig,
+    pub(crate) correlate: CorrelateConfig,
     /// Trust anchors for client certificates (mTLS).
-    pub client_ca: Option<PathBuf>,
+    pub(crate) client_ca: Option<PathBuf>,
     /// Who may connect.
-    pub allow: Allowlist,
+    pub(crate) allow: Allowlist,
     /// The load balancers whose connections begin with a PROXY header; `None`: no connection
     /// does, and none is peeked at.
-    pub proxy_protocol: Option<Allowlist>,
+    pub(crate) proxy_protocol: Option<Allowlist>,
     /// Limits on peers.
-    pub limits: Limits,
+    pub(crate) limits: Limits,
     /// The runtime's worker threads.
     pub worker_threads: usize,
     /// Diagnostics filter.
@@ -267,11 +267,11 @@ pub struct Settings {
     /// Diagnostics as text or JSON lines.
     pub log_format: LogFormat,
     /// Where `/metrics` and `/healthz` are served over plain HTTP; off when `None`.
-    pub admin_addr: Option<SocketAddr>,
+    pub(crate) admin_addr: Option<SocketAddr>,
     /// The sealing state (LOGGER_SEAL); sealing is off when `None`.
-    pub seal: Option<PathBuf>,
+    pub(crate) seal: Option<PathBuf>,
     /// The interval between seals: a minute, shorter only in tests.
-    pub seal_interval: Duration,
+    pub(crate) seal_interval: Duration,
 }
 
 impl Settings {

@@ -406,11 +406,6 @@ impl<O: Observer> Inspector<O> {
         self.summary.records
     }
 
-    /// The observer, for what it has gathered so far.
-    pub fn observer(&self) -> &O {
-        &self.observer
-    }
-
     /// The observer, to tell it what the inspector does not see (files beginning and ending).
     pub fn observer_mut(&mut self) -> &mut O {
         &mut self.observer
