@@ -8,9 +8,17 @@
 //! S+2, … from one counter shared by all connections. There is no JSON serialization and no
 //! allocation per record, because the tool runs on the same 2 cores as the server it loads.
 //!
-//! Three modes, all over TLS (ring, every connection a full handshake, session resumption off):
+//! Three modes, all over TLS (aws-lc-rs, every connection a full handshake, session resumption
+//! off):
 //! - keep-alive (the default): `--connections` connections, HTTP/1.1 or HTTP/2 (`--http 2`,
-//!   ALPN `h2`, `--streams` requests in flight on each), for `--warmup` and then `--duration`;
+//!   ALPN `h2`, `--streams` requests in flight on each), for `--warmup` and then `--duration`.
+//!   Closed loop by default: each stream sends its next request when the answer to the last one
+//!   is in. With `--rate R` the loop is open, as sensors send: request `k` of stream `i` (of `n`)
+//!   is due at `(i + k·n) / R` seconds after the start, whatever the answers' pace. A request
+//!   whose stream was still waiting for an answer when it fell due is sent at once and its
+//!   latency counts from when it was due (so a slow answer is charged for the requests it held
+//!   back, not hidden by them); one sent on time counts from when it was sent (so the tool's own
+//!   timer, of millisecond resolution, is not charged to the server);
 //! - `--new-connection-per-request`: each worker connects, does a full TLS handshake, sends one
 //!   request (`Connection: close`), reads the answer and closes, to measure handshakes/s; here a
 //!   request's latency runs from the TCP connect to the end of the answer;
@@ -31,7 +39,8 @@
 //! ```text
 //! load-summary mode=keepalive|new-connection|idle http=1|2 connections=N streams=M batch=K
 //!   duration_s=F requests=N records=N non2xx=N errors=N rps=F records_per_s=F mb_per_s=F
-//!   p50_ms=F p99_ms=F max_ms=F sent_total=N first_sequence=N last_sequence=N
+//!   p50_ms=F p99_ms=F p999_ms=F max_ms=F offered_rps=F|- sent_total=N first_sequence=N
+//!   last_sequence=N
 //! ```
 //!
 //! (one line; `non2xx` and `errors` cover the whole run, warm-up and drain included; in idle mode
@@ -133,6 +142,11 @@ struct Cli {
     /// Longest wait for a connection, a handshake or an answer
     #[arg(long, value_name = "D", default_value = "10s", value_parser = parse_positive_duration)]
     timeout: Duration,
+    /// Open loop: this many requests per second in all, on a fixed schedule, whatever the
+    /// answers' pace (keep-alive mode only; see the module doc)
+    #[arg(long, value_name = "R", conflicts_with_all = ["idle", "new_connection_per_request"],
+          value_parser = parse_rate)]
+    rate: Option<f64>,
     /// Runtime worker threads (the tool shares the machine with the server it loads)
     #[arg(long, value_name = "T", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
     threads: u16,
@@ -156,6 +170,13 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     match d {
         Some(d) if d <= MAX_DURATION => Ok(d),
         _ => Err(format!("{s:?} is too long (a week at most)")),
+    }
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && (1.0..=10_000_000.0).contains(&r) => Ok(r),
+        _ => Err(format!("{s:?}: not a rate (1 to 10000000 requests per second)")),
     }
 }
 
@@ -355,6 +376,7 @@ struct Plan {
     duration: Duration,
     timeout: Duration,
     threads: u16,
+    rate: Option<f64>,
     addr: SocketAddr,
     authority: String,
     uri: Uri,
@@ -457,6 +479,7 @@ impl Plan {
             duration,
             timeout: cli.timeout,
             threads: cli.threads,
+            rate: cli.rate,
             addr,
             authority: authority.as_str().to_string(),
             uri,
@@ -577,6 +600,8 @@ struct Shared {
     max_sequence: u64,
     measure_start: Instant,
     measure_end: Instant,
+    /// Open loop: when each stream's requests are due.
+    pace: Option<Pace>,
     halt: AtomicBool,
     halted_at: Mutex<Option<Instant>>,
     fatal: Mutex<Option<Fatal>>,
@@ -644,6 +669,35 @@ impl Shared {
             }
         }
         req
+    }
+}
+
+/// The open loop's schedule: request `k` of stream `i` (of `streams`) is due at
+/// `origin + (i + k * streams) / rate`, so that the streams together send `rate` requests per
+/// second, evenly spaced.
+#[derive(Debug, Clone, Copy)]
+struct Pace {
+    origin: Instant,
+    streams: u32,
+    rate: f64,
+}
+
+impl Pace {
+    /// When request `k` of stream `stream` is due.
+    fn due(&self, stream: u32, k: u64) -> Instant {
+        let slot = f64::from(stream) + k as f64 * f64::from(self.streams);
+        self.origin + Duration::from_secs_f64(slot / self.rate)
+    }
+
+    /// The first of stream `stream`'s requests due at `at` or later.
+    fn first_slot(&self, stream: u32, at: Instant) -> u64 {
+        let elapsed = at.saturating_duration_since(self.origin).as_secs_f64() * self.rate;
+        let k = ((elapsed - f64::from(stream)) / f64::from(self.streams)).ceil();
+        if k > 0.0 {
+            k as u64
+        } else {
+            0
+        }
     }
 }
 
@@ -795,7 +849,7 @@ async fn connect_in_time(shared: &Shared) -> Result<Sender, Failure> {
 }
 
 /// Keep-alive mode: one connection, made again whenever it fails, until the end.
-async fn keepalive_connection(shared: Arc<Shared>, streams: u32) -> Tally {
+async fn keepalive_connection(shared: Arc<Shared>, index: u32, streams: u32) -> Tally {
     let mut total = Tally::default();
     while !shared.stopping() {
         let sender = match connect_in_time(&shared).await {
@@ -812,15 +866,15 @@ async fn keepalive_connection(shared: Arc<Shared>, streams: u32) -> Tally {
         let failed = if senders.len() == 1 {
             let mut failed = false;
             if let Some(s) = senders.pop() {
-                let (t, f) = stream_loop(shared.clone(), s).await;
+                let (t, f) = stream_loop(shared.clone(), s, index * streams).await;
                 total.merge(t);
                 failed = f;
             }
             failed
         } else {
             let mut set = JoinSet::new();
-            for s in senders {
-                set.spawn(stream_loop(shared.clone(), s));
+            for (i, s) in (0..).zip(senders) {
+                set.spawn(stream_loop(shared.clone(), s, index * streams + i));
             }
             let mut failed = false;
             while let Some(done) = set.join_next().await {
@@ -839,9 +893,13 @@ async fn keepalive_connection(shared: Arc<Shared>, streams: u32) -> Tally {
 }
 
 /// Requests one after another on `sender` until the end, or until the connection fails (true).
-async fn stream_loop(shared: Arc<Shared>, mut sender: Sender) -> (Tally, bool) {
+/// In the open loop each request waits for its time (`stream` says which schedule is this
+/// stream's); its latency runs from when it was due if the previous answer came late, else from
+/// when it was sent.
+async fn stream_loop(shared: Arc<Shared>, mut sender: Sender, stream: u32) -> (Tally, bool) {
     let mut t = Tally::default();
     let mut buf = BytesMut::new();
+    let mut slot = shared.pace.map(|pace| pace.first_slot(stream, Instant::now()));
     loop {
         if shared.stopping() {
             return (t, false);
@@ -850,11 +908,26 @@ async fn stream_loop(shared: Arc<Shared>, mut sender: Sender) -> (Tally, bool) {
             t.closed_by_server += 1;
             return (t, false);
         }
+        let start = match (shared.pace, slot.as_mut()) {
+            (Some(pace), Some(k)) => {
+                let due = pace.due(stream, *k);
+                *k += 1;
+                if due > Instant::now() {
+                    tokio::time::sleep_until(due.into()).await;
+                    if shared.stopping() {
+                        return (t, false);
+                    }
+                    Instant::now()
+                } else {
+                    due
+                }
+            }
+            _ => Instant::now(),
+        };
         let Some(first) = shared.take_sequences() else {
             return (t, false);
         };
         let req = shared.request(shared.template.fill(&mut buf, first));
-        let start = Instant::now();
         let result = tokio::time::timeout(shared.timeout, sender.exchange(req)).await;
         t.sent(&shared, first);
         match result {
@@ -1027,11 +1100,11 @@ async fn run(plan: &Plan, shared: Arc<Shared>) -> Outcome {
         };
     }
     let mut set = JoinSet::new();
-    for _ in 0..plan.connections {
+    for index in 0..plan.connections {
         let shared = shared.clone();
         match plan.mode {
             Mode::NewConnection => set.spawn(new_connection_worker(shared)),
-            _ => set.spawn(keepalive_connection(shared, plan.streams)),
+            _ => set.spawn(keepalive_connection(shared, index, plan.streams)),
         };
     }
     let mut warm = std::pin::pin!(tokio::time::sleep_until(shared.measure_start.into()));
@@ -1088,8 +1161,8 @@ fn summary(plan: &Plan, outcome: &mut Outcome) -> String {
     format!(
         "load-summary mode={} http={} connections={} streams={} batch={} duration_s={:.3} \
          requests={requests} records={records} non2xx={} errors={} rps={:.1} records_per_s={:.1} \
-         mb_per_s={:.3} p50_ms={:.3} p99_ms={:.3} max_ms={:.3} sent_total={} first_sequence={} \
-         last_sequence={}",
+         mb_per_s={:.3} p50_ms={:.3} p99_ms={:.3} p999_ms={:.3} max_ms={:.3} offered_rps={} \
+         sent_total={} first_sequence={} last_sequence={}",
         plan.mode.name(),
         if plan.proto == Proto::H2 { 2 } else { 1 },
         plan.connections,
@@ -1103,7 +1176,9 @@ fn summary(plan: &Plan, outcome: &mut Outcome) -> String {
         per_s(bytes / 1e6),
         quantile_ms(&t.latencies_us, 0.50),
         quantile_ms(&t.latencies_us, 0.99),
+        quantile_ms(&t.latencies_us, 0.999),
         quantile_ms(&t.latencies_us, 1.0),
+        plan.rate.map_or("-".into(), |r| format!("{r:.0}")),
         t.ok_total,
         plan.first_sequence,
         t.last_sequence.max(plan.first_sequence - 1),
@@ -1178,6 +1253,11 @@ fn main() -> ExitCode {
         max_sequence: plan.max_sequence,
         measure_start,
         measure_end,
+        pace: plan.rate.map(|rate| Pace {
+            origin: start,
+            streams: plan.connections * plan.streams,
+            rate,
+        }),
         halt: AtomicBool::new(false),
         halted_at: Mutex::new(None),
         fatal: Mutex::new(None),

@@ -19,6 +19,11 @@
 #   S5  S1 against ml_api_logger --fsync on
 #   S6  resident memory with 5,000 idle keep-alive connections (load --idle); peak RSS under S1
 #   S7  time from start to accepting (bench/startup_time.py); size of the release binary
+#   S8  tail latency beside the vendor's Go program (bench/go-reference, built with `go build`),
+#       at 32 and 256 keep-alive connections: saturation (wrk, closed loop) of both, then the
+#       open loop (load --rate) at 50% and 90% of the Go program's saturation rate against both,
+#       and at 50% and 90% of the logger's own against the logger; p50/p99/p99.9/max; S8_ROUNDS
+#       rounds, servers interleaved, medians reported
 # Every record a server writes is checked. It prints the results per scenario, then one markdown
 # table with ratios and targets. A missed target is reported in the table ("no"), not as a
 # problem; a PROBLEM line (exit status 1) means lost or bad records, non-2xx answers, errors, a
@@ -35,6 +40,9 @@
 #   SKIP_BUILD=1     use target/release/ml_api_logger and target/release/examples/{ceiling,load} as they are
 #   KEEP_TMP=1       keep the temp dir (certificates, outputs, logs) instead of removing it
 #   RESULTS_MD=FILE  also write the markdown results, with the machine and the commands, to FILE
+#   S8_ROUNDS=3      rounds of every S8 measurement (medians are reported)
+#   S8_DURATION=6s   measured run of each S8 round (after a 2 s warm-up)
+#   S8_CONNECTIONS="32 256"
 # See bench/README.md.
 
 set -euo pipefail
@@ -45,7 +53,7 @@ ROOT=$(dirname "$BENCH_DIR")
 cd "$ROOT"
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 
-ALL_SCENARIOS="S1 S2 S3 S4 S5 S6 S7"
+ALL_SCENARIOS="S1 S2 S3 S4 S5 S6 S7 S8"
 SCENARIOS=${SCENARIOS:-$ALL_SCENARIOS}
 DURATION=${DURATION:-15s}
 WARMUP=${WARMUP:-3s}
@@ -53,6 +61,9 @@ CONNECTIONS=${CONNECTIONS:-32}
 SKIP_BUILD=${SKIP_BUILD:-0}
 KEEP_TMP=${KEEP_TMP:-0}
 RESULTS_MD=${RESULTS_MD:-}
+S8_ROUNDS=${S8_ROUNDS:-3}
+S8_DURATION=${S8_DURATION:-6s}
+S8_CONNECTIONS=${S8_CONNECTIONS:-32 256}
 
 SAMPLE=$BENCH_DIR/sample-request.json
 LUA=$BENCH_DIR/post.lua
@@ -62,6 +73,8 @@ STARTUP_PY=$BENCH_DIR/startup_time.py
 LOGGER_BIN=$ROOT/target/release/ml_api_logger
 CEILING_BIN=$ROOT/target/release/examples/ceiling
 LOAD_BIN=$ROOT/target/release/examples/load
+GO_SRC=$BENCH_DIR/go-reference/ml_api_logger.go
+GO_BIN=""  # built into the temp dir when S8 runs
 BODY_BYTES=512
 export BENCH_BODY_FILE=$SAMPLE
 
@@ -145,7 +158,14 @@ for s in $ALL_SCENARIOS; do [[ -n ${RUN[$s]:-} ]] && SELECTED+="$s "; done
 SELECTED=${SELECTED% }
 want() { [[ -n ${RUN[$1]:-} ]]; }
 NEED_LOAD=0
-for s in S2 S3 S4 S6; do want "$s" && NEED_LOAD=1; done
+for s in S2 S3 S4 S6 S8; do want "$s" && NEED_LOAD=1; done
+if want S8; then
+    [[ $S8_ROUNDS =~ ^[1-9][0-9]?$ ]] || die "S8_ROUNDS=$S8_ROUNDS: not a count (1-99)"
+    S8_DURATION_S=$(secs_of "$S8_DURATION") && ((S8_DURATION_S > 0)) || die "S8_DURATION=$S8_DURATION: not a duration"
+    for c in $S8_CONNECTIONS; do
+        [[ $c =~ ^[1-9][0-9]*$ ]] && ((c <= 1000)) || die "S8_CONNECTIONS=$S8_CONNECTIONS: $c is not a count (1-1000)"
+    done
+fi
 
 # ---------------------------------------------------------------------------------------------
 # Processes and cleanup
@@ -284,6 +304,7 @@ command -v nginx >/dev/null || need+=(nginx)
 command -v openssl >/dev/null || need+=(openssl)
 command -v python3 >/dev/null || need+=(python3)
 command -v curl >/dev/null || need+=(curl)
+if want S8; then command -v go >/dev/null || need+=(golang-go); fi
 if ((${#need[@]})); then
     [[ $(id -u) == 0 ]] || die "missing ${need[*]}; install them (apt-get install ${need[*]}) or run as root"
     say "installing ${need[*]} (apt-get)"
@@ -305,8 +326,9 @@ if ((${#need[@]})); then
     for tool in wrk nginx openssl python3 curl; do
         command -v "$tool" >/dev/null || die "$tool is still missing after apt-get install"
     done
+    if want S8; then command -v go >/dev/null || die "go is still missing after apt-get install golang-go"; fi
 else
-    say "packages:   wrk, nginx, openssl, python3, curl already installed"
+    say "packages:   wrk, nginx, openssl, python3, curl$(want S8 && echo ', go') already installed"
 fi
 
 BUILD_CMD=(cargo build --release --locked --bin ml_api_logger --example ceiling --example load)
@@ -319,10 +341,20 @@ else
         { tail -n 40 "$TMP/build.log" >&2; die "${BUILD_CMD[*]} failed"; }
     say "build:      done in $((SECONDS - t0)) s ($(tail -n 1 "$TMP/build.log" | sed 's/^ *//'))"
 fi
+if want S8; then
+    # The vendor's program as SPEC section 2 describes it, standard library only; its build cache
+    # and GOPATH stay in the temp dir.
+    GO_BIN=$TMP/go-reference
+    GO_BUILD_CMD=(go build -o "$GO_BIN" "$GO_SRC")
+    run_bounded "$BUILD_TIMEOUT" "$TMP/go-build.log" env GOCACHE="$TMP/go-cache" GOPATH="$TMP/go-path" \
+        GO111MODULE=off GOFLAGS= "${GO_BUILD_CMD[@]}" ||
+        { tail -n 20 "$TMP/go-build.log" >&2; die "${GO_BUILD_CMD[*]} failed"; }
+    say "go build:   $(pretty "${GO_BUILD_CMD[*]}") ($(go version | awk '{ print $3 }'))"
+fi
 [[ -x $LOGGER_BIN ]] || die "$LOGGER_BIN is missing; run without SKIP_BUILD=1"
 [[ -x $CEILING_BIN ]] || die "$CEILING_BIN is missing; run without SKIP_BUILD=1"
 if ((NEED_LOAD)) && [[ ! -x $LOAD_BIN ]]; then
-    die "$LOAD_BIN is missing (needed by S2, S3, S4 and S6); run without SKIP_BUILD=1"
+    die "$LOAD_BIN is missing (needed by S2, S3, S4, S6 and S8); run without SKIP_BUILD=1"
 fi
 
 size=$(wc -c <"$SAMPLE")
@@ -428,6 +460,7 @@ if [[ -x $LOAD_BIN ]]; then
     say "load:       target/release/examples/load, built $(date -u -r "$LOAD_BIN" +%Y-%m-%dT%H:%M:%SZ)"
 fi
 say "openssl:    $(openssl version)"
+want S8 && say "go:         $(go version)"
 say "python3:    $(python3 --version 2>&1)"
 
 # The loads, as arguments of wrk and of the load tool (which also gets --ca, --first-sequence
@@ -459,6 +492,9 @@ want S4 && cmd_line "S4 load (logger, ceiling, nginx with client_body_buffer_siz
 want S5 && cmd_line "S5 load (logger --fsync on): $(wrk_template "$DURATION"), $(warm_note)"
 want S6 && cmd_line "S6 load (ulimit -n $S6_NOFILE; logger ${S6_LOGGER_ARGS[*]}, ceiling, nginx with worker_connections $S6_WORKER_CONNECTIONS): $(load_template "${S6_ARGS[*]}")"
 want S7 && cmd_line "S7: python3 $STARTUP_PY $START_RUNS TMP/s7-SERVER -- SERVER-COMMAND   (logger: $LOGGER_BIN --cert CERT --key KEY --ip 127.0.0.1 --port {port} --output TMP/s7-logger-{run}.ndjson; ceiling: $CEILING_BIN CERT KEY 127.0.0.1:{port})"
+want S8 && cmd_line "S8 go: LOGGER_IP=127.0.0.1 LOGGER_PORT=PORT LOGGER_CERT=CERT LOGGER_KEY=KEY TMP/go-reference >TMP/SCENARIO-go.stdout   (built by: go build -o TMP/go-reference bench/go-reference/ml_api_logger.go)"
+want S8 && cmd_line "S8 saturation (logger, go), for C in $S8_CONNECTIONS: BENCH_BODY_FILE=$SAMPLE BENCH_FIRST_SEQUENCE=N wrk -t1 -cC --latency -s $LUA -d$S8_DURATION https://127.0.0.1:PORT/log, after a -d2s warm-up"
+want S8 && cmd_line "S8 open loop (logger, go): $(load_template "--connections C --rate R --duration $S8_DURATION --warmup 2s --body $SAMPLE"), R = 50% and 90% of go's saturation (both servers) and of the logger's (the logger)"
 cmd_line "smoke (each server, first): curl --cacert CA --resolve localhost:PORT:127.0.0.1 -H 'Content-Type: application/json' --data-binary @BODY https://localhost:PORT/log"
 
 section "commands"
@@ -607,6 +643,11 @@ start_server() {
         ceiling)
             cmd=("$CEILING_BIN" "$CERT" "$KEY" "127.0.0.1:$SRV_PORT")
             ;;
+        go)
+            # It prints every body to stdout.
+            SRV_OUT=$TMP/$SRV_TAG.stdout
+            cmd=(env LOGGER_IP=127.0.0.1 LOGGER_PORT="$SRV_PORT" LOGGER_CERT="$CERT" LOGGER_KEY="$KEY" "$GO_BIN")
+            ;;
         nginx)
             SRV_OUT=$TMP/$SRV_TAG.log
             dir=$TMP/$SRV_TAG
@@ -701,11 +742,13 @@ wrk_measure() {
     # shellcheck disable=SC2046
     cpu1=$(cpu_secs $(server_pids))
     V[$k.cpu]=$(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN { printf "%.1f", b - a }')
+    V[$k.cpuus]=$(awk -v a="$cpu0" -v b="$cpu1" -v n="$(summary_of "$meas" requests)" 'BEGIN { if (n > 0) printf "%.1f", (b - a) * 1e6 / n; else print "-" }')
     grep -v '^wrk-summary ' "$meas" | sed 's/^/    | /' || true
     if alive "$SRV_PID"; then
         V[$k.rss]=$(mib "$(status_kib VmHWM)")
     else
         V[$k.cpu]=-
+        V[$k.cpuus]=-
     fi
     V[$k.rps]=$(awk '/^Requests\/sec:/ { printf "%.0f", $2 }' "$meas")
     V[$k.p50]=$(to_ms "$(awk '$1 == "50%" { print $2; exit }' "$meas")")
@@ -800,7 +843,8 @@ server_down() {
     fi
     stop_server
     say "stopped:    SIGTERM, exit status $STOP_RC"
-    [[ $STOP_RC == 0 ]] || problem "$scen $srv: exit status $STOP_RC after SIGTERM"
+    # The Go program has no shutdown of its own: SIGTERM ends it (143).
+    [[ $STOP_RC == 0 || ($srv == go && $STOP_RC == 143) ]] || problem "$scen $srv: exit status $STOP_RC after SIGTERM"
     case $srv in
         logger)
             warns=$(grep -cE '(^|[[:space:]])(WARN|ERROR)([[:space:]]|$)' "$TMP/$SRV_TAG.stderr" || true)
@@ -810,6 +854,10 @@ server_down() {
                 problem "$scen $srv: $warns WARN/ERROR lines on stderr"
             fi
             [[ ! -s $TMP/$SRV_TAG.stdout ]] || problem "$scen $srv: wrote to stdout though --output was a file"
+            ;;
+        go)
+            # It prints a line for each failed TLS handshake (the smoke's openssl s_client).
+            say "stderr:     $(wc -l <"$TMP/$SRV_TAG.stderr") lines"
             ;;
         ceiling)
             errs=$(grep -cv '^ceiling: listening on ' "$TMP/$SRV_TAG.stderr" || true)
@@ -835,8 +883,9 @@ server_down() {
 # as the 2xx answers (wrk: up to one more per connection and run, for requests in flight when it
 # stopped; the load tool waits for its requests: exactly as many).
 check_output() {
-    local scen=$1 kind=$SRV lines records invalid differing unterminated first extra
-    [[ $SRV == logger ]] || kind=nginx
+    local scen=$1 kind=logger lines records invalid differing unterminated first extra
+    # The Go program prints each body as it came, one compact record per line, as the logger does.
+    [[ $SRV != nginx ]] || kind=nginx
     if [[ ! -f $SRV_OUT ]]; then
         V[$SRV_KEY.lines]=0
         problem "$scen $SRV: no output file"
@@ -891,10 +940,19 @@ scenario_load() { # SCENARIO CERTSET SERVERS... -- LOAD ARGS...
     done
     shift
     secs=$((DURATION_S + WARMUP_S + 120))
+    local cpu0 cpu1
     for srv in "${servers[@]}"; do
         subsection "$scen $srv"
         server_up "$scen" "$srv" "$set" || continue
-        run_load "$scen" load "$secs" "$@" && keep_load_results
+        # shellcheck disable=SC2046 # one word per process id
+        cpu0=$(cpu_secs $(server_pids))
+        if run_load "$scen" load "$secs" "$@"; then
+            keep_load_results
+            # shellcheck disable=SC2046
+            cpu1=$(cpu_secs $(server_pids))
+            # CPU over the whole run (warm-up included) per record acknowledged in it.
+            V[$SRV_KEY.cpuus]=$(awk -v a="$cpu0" -v b="$cpu1" -v n="$((${L[sent_total]:-0} * ${L[batch]:-1}))" 'BEGIN { if (n > 0) printf "%.2f", (b - a) * 1e6 / n; else print "-" }')
+        fi
         server_down "$scen"
     done
 }
@@ -982,6 +1040,96 @@ run_s7() {
     say "size:       target/release/ml_api_logger: ${V[S7.logger.bytes]} bytes; target/release/examples/ceiling: ${V[S7.ceiling.bytes]} bytes"
 }
 
+# median VALUES...: the median of numbers ("-" when there are none); of an even count, the mean
+# of the middle two.
+median() {
+    local x sorted=()
+    for x in "$@"; do isnum "$x" && sorted+=("$x"); done
+    ((${#sorted[@]} > 0)) || {
+        printf '%s' -
+        return
+    }
+    printf '%s\n' "${sorted[@]}" | sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) printf "%.3f", a[(NR + 1) / 2]; else printf "%.3f", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+isnum() { [[ $1 =~ ^-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$ ]]; }
+
+# One S8 measurement of SERVER with C connections: LOAD is "sat" (wrk, closed loop) or a rate
+# (load --rate). Keeps its figures in S8[C.LOAD.SERVER.KEY] as a list, one per round.
+declare -A S8=()
+s8_once() {
+    local c=$1 load=$2 srv=$3 round=$4 scen cpu0 cpu1 k
+    scen="S8 c$c $load r$round"
+    subsection "$scen $srv"
+    server_up "$scen" "$srv" ecdsa || return 0
+    k="$c.$load.$srv"
+    if [[ $load == sat ]]; then
+        local saved_c=$CONNECTIONS saved_w=$WARMUP saved_ws=$WARMUP_S
+        CONNECTIONS=$c WARMUP=2s WARMUP_S=2
+        WRK_ARGS=(-t1 -c"$c" --latency -s "$LUA")
+        DURATION_SAVED=$DURATION
+        DURATION=$S8_DURATION
+        if wrk_measure "$scen"; then
+            S8[$k.rps]+=" ${V[$SRV_KEY.rps]}"
+            S8[$k.p50]+=" ${V[$SRV_KEY.p50]}"
+            S8[$k.p99]+=" ${V[$SRV_KEY.p99]}"
+            S8[$k.max]+=" $(to_ms "$(awk '$1 == "Latency" { print $4; exit }' "$TMP/$SRV_TAG.wrk.txt")")"
+            S8[$k.cpuus]+=" $(awk -v c="${V[$SRV_KEY.cpu]}" -v n="$(summary_of "$TMP/$SRV_TAG.wrk.txt" requests)" 'BEGIN { if (n > 0 && c != "-") printf "%.2f", c * 1e6 / n; else print "-" }')"
+        fi
+        DURATION=$DURATION_SAVED
+        CONNECTIONS=$saved_c WARMUP=$saved_w WARMUP_S=$saved_ws
+        WRK_ARGS=(-t1 -c"$CONNECTIONS" --latency -s "$LUA")
+    else
+        # shellcheck disable=SC2046 # one word per process id
+        cpu0=$(cpu_secs $(server_pids))
+        if run_load "$scen" load $((S8_DURATION_S + 120)) --connections "$c" --rate "$load" \
+            --duration "$S8_DURATION" --warmup 2s --body "$SAMPLE"; then
+            # shellcheck disable=SC2046
+            cpu1=$(cpu_secs $(server_pids))
+            S8[$k.rps]+=" ${L[rps]}"
+            S8[$k.p50]+=" ${L[p50_ms]}"
+            S8[$k.p99]+=" ${L[p99_ms]}"
+            S8[$k.p999]+=" ${L[p999_ms]}"
+            S8[$k.max]+=" ${L[max_ms]}"
+            # CPU over the whole run (warm-up included) per record acknowledged in it.
+            S8[$k.cpuus]+=" $(awk -v a="$cpu0" -v b="$cpu1" -v n="${L[sent_total]:-0}" 'BEGIN { if (n > 0) printf "%.2f", (b - a) * 1e6 / n; else print "-" }')"
+        fi
+    fi
+    server_down "$scen"
+}
+
+run_s8() {
+    local c round srv pct rate go_sat own_sat
+    for c in $S8_CONNECTIONS; do
+        for ((round = 1; round <= S8_ROUNDS; round++)); do
+            for srv in go logger; do s8_once "$c" sat "$srv" "$round"; done
+        done
+        # shellcheck disable=SC2086 # a list of numbers
+        go_sat=$(median ${S8[$c.sat.go.rps]:-})
+        # shellcheck disable=SC2086
+        own_sat=$(median ${S8[$c.sat.logger.rps]:-})
+        S8_RATES[$c]=""
+        for pct in 50 90; do
+            if isnum "$go_sat"; then
+                rate=$(awk -v s="$go_sat" -v p="$pct" 'BEGIN { printf "%.0f", s * p / 100 }')
+                S8_RATES[$c]+=" go$pct:$rate"
+                for ((round = 1; round <= S8_ROUNDS; round++)); do
+                    for srv in go logger; do s8_once "$c" "$rate" "$srv" "$round"; done
+                done
+            fi
+        done
+        for pct in 50 90; do
+            if isnum "$own_sat"; then
+                rate=$(awk -v s="$own_sat" -v p="$pct" 'BEGIN { printf "%.0f", s * p / 100 }')
+                S8_RATES[$c]+=" own$pct:$rate"
+                for ((round = 1; round <= S8_ROUNDS; round++)); do
+                    s8_once "$c" "$rate" logger "$round"
+                done
+            fi
+        done
+    done
+}
+declare -A S8_RATES=()
+
 if want S1; then
     section "S1: HTTP/1.1 keep-alive, $CONNECTIONS connections, one 512-byte record per request (wrk)"
     scenario_wrk S1 logger ceiling nginx
@@ -1017,6 +1165,10 @@ if want S7; then
     section "S7: time from start to accepting ($START_RUNS runs each), size of the release binary"
     run_s7
 fi
+if want S8; then
+    section "S8: tail latency beside the vendor's Go program: $S8_CONNECTIONS connections, $S8_ROUNDS rounds of $S8_DURATION"
+    run_s8
+fi
 
 # ---------------------------------------------------------------------------------------------
 # Results
@@ -1027,7 +1179,6 @@ v() {
     local x=${V[$1]:-}
     [[ -n $x ]] && printf '%s' "$x" || printf '%s' "${2:--}"
 }
-isnum() { [[ $1 =~ ^-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$ ]]; }
 # fmt VALUE FORMAT: a number formatted, anything else as it is.
 fmt() {
     if isnum "$1"; then awk -v x="$1" -v f="$2" 'BEGIN { printf f, x }'; else printf '%s' "${1:--}"; fi
@@ -1069,21 +1220,25 @@ if want S1; then
     x=$(ratio "$(v S1.logger.p99)" "$(v S1.ceiling.p99)")
     row S1 "p99 ms (ratio logger/ceiling)" "$(fmt "$(v S1.logger.p99)" %.2f)" "$(fmt "$(v S1.ceiling.p99)" %.2f)" "$(fmt "$(v S1.nginx.p99)" %.2f)" "$(fmt "$x" %.2f)" "<= $T_S1_P99 x ceiling" "$(met "$x" '<=' "$T_S1_P99")"
     row S1 "server CPU s (ratio logger/ceiling)" "$(v S1.logger.cpu)" "$(v S1.ceiling.cpu)" "$(v S1.nginx.cpu)" "$(r "$(v S1.logger.cpu)" "$(v S1.ceiling.cpu)")" - -
+    row S1 "server CPU µs per record (ratio logger/ceiling)" "$(v S1.logger.cpuus)" "$(v S1.ceiling.cpuus)" "$(v S1.nginx.cpuus)" "$(r "$(v S1.logger.cpuus)" "$(v S1.ceiling.cpuus)")" - -
     row S1 "peak RSS MiB (ratio logger/ceiling)" "$(v S1.logger.rss)" "$(v S1.ceiling.rss)" "$(v S1.nginx.rss)" "$(r "$(v S1.logger.rss)" "$(v S1.ceiling.rss)")" - -
 fi
 if want S2; then
     x=$(ratio "$(v S2.logger.records)" "$(v S1.logger.rps)")
     row S2 "records/s (ratio logger S2 / logger S1 requests/s)" "$(fmt "$(v S2.logger.records)" %.0f)" "$(fmt "$(v S2.ceiling.records)" %.0f)" "$(fmt "$(v S2.nginx.records)" %.0f)" "$(fmt "$x" %.2f)" ">= 1 x logger S1" "$(met "$x" '>=' "$T_S2")"
+    row S2 "server CPU µs per record (ratio logger/ceiling)" "$(v S2.logger.cpuus)" "$(v S2.ceiling.cpuus)" "$(v S2.nginx.cpuus)" "$(r "$(v S2.logger.cpuus)" "$(v S2.ceiling.cpuus)")" - -
     row S2 "p99 ms (ratio logger/ceiling)" "$(fmt "$(v S2.logger.p99)" %.2f)" "$(fmt "$(v S2.ceiling.p99)" %.2f)" "$(fmt "$(v S2.nginx.p99)" %.2f)" "$(r "$(v S2.logger.p99)" "$(v S2.ceiling.p99)")" - -
 fi
 if want S3; then
     for c in RSA ECDSA; do
         x=$(ratio "$(v "S3 $c.logger.rps")" "$(v "S3 $c.ceiling.rps")")
         row "S3 $c" "handshakes/s (ratio logger/ceiling)" "$(fmt "$(v "S3 $c.logger.rps")" %.0f)" "$(fmt "$(v "S3 $c.ceiling.rps")" %.0f)" "$(fmt "$(v "S3 $c.nginx.rps")" %.0f)" "$(fmt "$x" %.2f)" ">= $T_S3 x ceiling" "$(met "$x" '>=' "$T_S3")"
+        row "S3 $c" "server CPU µs per handshake and record (ratio logger/ceiling)" "$(v "S3 $c.logger.cpuus")" "$(v "S3 $c.ceiling.cpuus")" "$(v "S3 $c.nginx.cpuus")" "$(r "$(v "S3 $c.logger.cpuus")" "$(v "S3 $c.ceiling.cpuus")")" - -
     done
 fi
 if want S4; then
     row S4 "records/s (ratio logger/ceiling)" "$(fmt "$(v S4.logger.records)" %.0f)" "$(fmt "$(v S4.ceiling.records)" %.0f)" "$(fmt "$(v S4.nginx.records)" %.0f)" "$(r "$(v S4.logger.records)" "$(v S4.ceiling.records)")" ">= 500,000" "$(met "$(v S4.logger.records)" '>=' "$T_S4_RECORDS")"
+    row S4 "server CPU µs per record (ratio logger/ceiling)" "$(v S4.logger.cpuus)" "$(v S4.ceiling.cpuus)" "$(v S4.nginx.cpuus)" "$(r "$(v S4.logger.cpuus)" "$(v S4.ceiling.cpuus)")" - -
     row S4 "MB/s (ratio logger/ceiling)" "$(fmt "$(v S4.logger.mbs)" %.1f)" "$(fmt "$(v S4.ceiling.mbs)" %.1f)" "$(fmt "$(v S4.nginx.mbs)" %.1f)" "$(r "$(v S4.logger.mbs)" "$(v S4.ceiling.mbs)")" ">= $T_S4_MBS MB/s" "$(met "$(v S4.logger.mbs)" '>=' "$T_S4_MBS")"
 fi
 if want S5; then
@@ -1138,8 +1293,8 @@ plain() { # SCENARIO TITLE KEY:HEADER:FORMAT...
         say "$line"
     done
 }
-WRK_COLS=("rps:requests/s:%.0f" "p50:p50 ms:%.2f" "p99:p99 ms:%.2f" "non2xx:non-2xx:%s" "errors:sock err:%s" "rss:peak RSS MiB:%s" "cpu:server CPU s:%s" "lines:lines:%s")
-LOAD_COLS=("rps:requests/s:%.0f" "records:records/s:%.0f" "mbs:MB/s:%.1f" "p50:p50 ms:%.2f" "p99:p99 ms:%.2f" "non2xx:non-2xx:%s" "errors:errors:%s" "rss:peak RSS MiB:%s" "lines:records out:%s")
+WRK_COLS=("rps:requests/s:%.0f" "cpuus:CPU µs/rec:%s" "p50:p50 ms:%.2f" "p99:p99 ms:%.2f" "non2xx:non-2xx:%s" "errors:sock err:%s" "rss:peak RSS MiB:%s" "cpu:server CPU s:%s" "lines:lines:%s")
+LOAD_COLS=("rps:requests/s:%.0f" "records:records/s:%.0f" "cpuus:CPU µs/rec:%s" "mbs:MB/s:%.1f" "p50:p50 ms:%.2f" "p99:p99 ms:%.2f" "non2xx:non-2xx:%s" "errors:errors:%s" "rss:peak RSS MiB:%s" "lines:records out:%s")
 want S1 && plain S1 "HTTP/1.1 keep-alive, $CONNECTIONS connections, wrk -t1" "${WRK_COLS[@]}"
 want S2 && plain S2 "HTTP/2, $H2_CONNECTIONS connections x $H2_STREAMS streams" "${LOAD_COLS[@]}"
 want S3 && plain "S3 RSA" "new TLS connection per request, $HS_WORKERS workers, RSA 4096 (requests/s = handshakes/s)" "${LOAD_COLS[@]}"
@@ -1152,16 +1307,88 @@ say ""
 say "requests/s, records/s, MB/s: measured run only (MB = 10^6 bytes of request body). p50/p99: per request."
 say "peak RSS: VmHWM at the end of the measured run; for nginx the sum over master and workers (shared pages counted per process)."
 say "server CPU s: user + system CPU seconds of the server's processes in the measured run ($((DURATION_S * $(nproc))) core-seconds available, shared with the load generator)."
+say "CPU µs/rec: the server's user + system CPU (from /proc/PID/stat) per record: over the measured run with wrk, over the whole run (warm-up included) per record acknowledged with the load tool."
+
+# S8: its own tables, one line per connection count, load and server (medians of the rounds),
+# and its checks against the Go program.
+S8_TABLE=()
+S8_CHECKS=()
+if want S8; then
+    s8m() { # C LOAD SERVER KEY: the median of the rounds
+        # shellcheck disable=SC2086 # a list of numbers
+        median ${S8[$1.$2.$3.$4]:-}
+    }
+    s8_check() { # WHAT LOGGER GO OP FACTOR: "logger OP FACTOR x go"
+        local x
+        x=$(ratio "$2" "$3")
+        S8_CHECKS+=("$1|$(fmt "$2" %.2f)|$(fmt "$3" %.2f)|$(fmt "$x" %.2f)|$4 $5 x go|$(met "$x" "$4" "$5")")
+    }
+    for c in $S8_CONNECTIONS; do
+        loads=("sat:sat")
+        for lr in ${S8_RATES[$c]:-}; do loads+=("$lr"); done
+        for lr in "${loads[@]}"; do
+            name=${lr%%:*} load=${lr#*:}
+            case $name in
+                sat) label="saturation (wrk, closed loop)" ;;
+                go50 | go90) label="open loop, ${name#go}% of go's saturation: $load/s" ;;
+                own50 | own90) label="open loop, ${name#own}% of the logger's saturation: $load/s" ;;
+            esac
+            for srv in logger go; do
+                [[ -n ${S8[$c.$load.$srv.rps]:-} ]] || continue
+                S8_TABLE+=("$c|$label|$(name_of "$srv")|$(fmt "$(s8m "$c" "$load" "$srv" rps)" %.0f)|$(fmt "$(s8m "$c" "$load" "$srv" p50)" %.2f)|$(fmt "$(s8m "$c" "$load" "$srv" p99)" %.2f)|$(fmt "$(s8m "$c" "$load" "$srv" p999)" %.2f)|$(fmt "$(s8m "$c" "$load" "$srv" max)" %.2f)|$(fmt "$(s8m "$c" "$load" "$srv" cpuus)" %.2f)")
+            done
+            case $name in
+                sat)
+                    s8_check "c=$c saturation requests/s" "$(s8m "$c" sat logger rps)" "$(s8m "$c" sat go rps)" '>=' 1.5
+                    s8_check "c=$c saturation p99 ms" "$(s8m "$c" sat logger p99)" "$(s8m "$c" sat go p99)" '<=' 1
+                    ;;
+                go50 | go90)
+                    s8_check "c=$c $load/s p99 ms" "$(s8m "$c" "$load" logger p99)" "$(s8m "$c" "$load" go p99)" '<=' 1
+                    s8_check "c=$c $load/s max ms" "$(s8m "$c" "$load" logger max)" "$(s8m "$c" "$load" go max)" '<=' 1
+                    ;;
+            esac
+        done
+    done
+    say ""
+    say "S8: tail latency beside the vendor's Go program (medians of $S8_ROUNDS rounds of $S8_DURATION; open loop: latency from when a request was due if its connection was still busy)"
+    printf '%-6s %-52s %-14s %10s %8s %8s %9s %8s %11s\n' conns load server requests/s "p50 ms" "p99 ms" "p99.9 ms" "max ms" "CPU µs/rec" | while IFS= read -r l; do say "$l"; done
+    for rw in "${S8_TABLE[@]}"; do
+        IFS='|' read -r -a f <<<"$rw"
+        say "$(printf '%-6s %-52s %-14s %10s %8s %8s %9s %8s %11s' "${f[@]}")"
+    done
+    for rw in "${S8_CHECKS[@]}"; do
+        IFS='|' read -r -a f <<<"$rw"
+        say "  S8 ${f[0]}: ml_api_logger ${f[1]}, go ${f[2]}, ratio ${f[3]}, target ${f[4]}: ${f[5]}"
+    done
+fi
 say "lines / records out: records in the output file, checked one by one (smoke + warm-up + measured)."
 
 # (b) The markdown table.
 markdown_table() {
     local rw
-    say "| scenario | metric | ml_api_logger | ceiling | nginx | ratio | target | met |"
-    say "| --- | --- | ---: | ---: | ---: | ---: | --- | --- |"
-    for rw in "${ROWS[@]}"; do
-        say "| ${rw//|/ | } |"
-    done
+    if ((${#ROWS[@]} > 0)); then
+        say "| scenario | metric | ml_api_logger | ceiling | nginx | ratio | target | met |"
+        say "| --- | --- | ---: | ---: | ---: | ---: | --- | --- |"
+        for rw in "${ROWS[@]}"; do
+            say "| ${rw//|/ | } |"
+        done
+    fi
+    if ((${#S8_TABLE[@]} > 0)); then
+        say ""
+        say "S8, medians of $S8_ROUNDS rounds of $S8_DURATION:"
+        say ""
+        say "| connections | load | server | requests/s | p50 ms | p99 ms | p99.9 ms | max ms | server CPU µs/record |"
+        say "| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+        for rw in "${S8_TABLE[@]}"; do
+            say "| ${rw//|/ | } |"
+        done
+        say ""
+        say "| S8 check | ml_api_logger | go | ratio | target | met |"
+        say "| --- | ---: | ---: | ---: | --- | --- |"
+        for rw in "${S8_CHECKS[@]}"; do
+            say "| ${rw//|/ | } |"
+        done
+    fi
 }
 markdown_file() {
     say "# ml_api_logger benchmark results"

@@ -89,6 +89,17 @@ fn every_2xx_the_load_tool_counts_is_one_line_written_once() {
             "--first-sequence",
             "400000000",
         ],
+        // The open loop: 150 requests/s in all, on three connections, for 2 s.
+        vec![
+            "--connections",
+            "3",
+            "--rate",
+            "150",
+            "--duration",
+            "2s",
+            "--first-sequence",
+            "500000000",
+        ],
     ];
     // With no error, the sequences sent are exactly first ..= last (the summary's), each once.
     let mut expected = HashSet::new();
@@ -100,6 +111,14 @@ fn every_2xx_the_load_tool_counts_is_one_line_written_once() {
         let (first, last) = (f("first_sequence"), f("last_sequence"));
         assert_eq!(last + 1 - first, f("sent_total") * f("batch"), "{summary:?}");
         expected.extend(first..=last);
+        if args.contains(&"--rate") {
+            // It keeps to its schedule: 300 requests due in 2 s, never more, as the answers
+            // come at once (a closed loop would send thousands).
+            assert_eq!(f("offered_rps"), 150, "{summary:?}");
+            let sent = f("sent_total");
+            assert!((240..=303).contains(&sent), "sent {sent}: {summary:?}");
+            assert!(summary.iter().any(|(k, _)| k == "p999_ms"), "{summary:?}");
+        }
     }
     let (code, stderr) = s.daemon.stop();
     assert_eq!(code, 0, "{stderr}");
@@ -186,6 +205,12 @@ fn the_load_tool_refuses_what_it_cannot_do() {
         (vec!["--duration", "1.5s"], sample(), "not a duration"),
         (vec!["--duration", "0s"], sample(), "longer than zero"),
         (vec!["--duration", "9000h"], sample(), "too long"),
+        (vec!["--duration", "1s", "--rate", "0"], sample(), "not a rate"),
+        (
+            vec!["--duration", "1s", "--rate", "10", "--new-connection-per-request"],
+            sample(),
+            "cannot be used with",
+        ),
         (
             vec!["--duration", "1s"],
             body("spaced.json", r#"{"sequence": 1}"#).into(),
