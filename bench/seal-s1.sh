@@ -5,7 +5,7 @@
 # bench/load.rs), file output; 3 alternating rounds (off, on) of 10 s measured after a 2 s
 # warm-up. Prints requests/s and the server's CPU per request (utime+stime from /proc/PID/stat
 # over the whole load, warm-up included, divided by every request answered), then verifies the
-# sealed outputs. Build first: cargo build --release --examples --bins
+# sealed outputs (ORDER="on off" runs sealing first in each round). Build first: cargo build --release --examples --bins
 # (with --target T, set RELEASE=target/T/release).
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -21,7 +21,7 @@ TCK=$(getconf CLK_TCK)
 ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 seq0=200000000
 for round in 1 2 3; do
-  for mode in off on; do
+  for mode in ${ORDER:-off on}; do
     log=$W/err-$mode-$round.log
     seal=()
     [[ $mode == on ]] && seal=(--seal "$W/seal.state")
