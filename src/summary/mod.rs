@@ -22,6 +22,7 @@ use crate::correlate::aging::AgingMap;
 use crate::correlate::{canonical, CorrelateConfig, Fingerprint};
 use crate::json::minify::minify_into;
 use crate::json::stream;
+use crate::observe::timefmt::parse_rfc3339_millis;
 use crate::record::{self, Kind, Record};
 use crate::redact::{self, Redactor, MARK_DIGITS};
 
@@ -98,9 +99,11 @@ pub struct Summary {
     pub orphan_responses: u64,
     /// Requests never answered (or pushed out of the pending table by its cap).
     pub unanswered_requests: u64,
-    /// Records seen before: same kind, sequence (and sender) and minified bytes.
+    /// Records seen before: same kind, sequence (and sender) and minified bytes as sent (the
+    /// members `--annotate` adds aside) and, when annotated, received within the daemon's
+    /// default retry window of it.
     pub duplicates: u64,
-    /// Records that reuse a sequence with other bytes.
+    /// Records that reuse a sequence with other bytes (or the same, received past the window).
     pub sequence_reuses: u64,
     /// Times a sender's request numbering went back down to numbers it had used: a restart.
     pub sequence_resets: u64,
@@ -322,8 +325,9 @@ pub struct Inspector<O: Observer = ()> {
     /// Requests waiting for their response; with `--pairs`, their minified text.
     pending: AgingMap<PendingKey, Waiting<O::Waiting>>,
     pending_bytes: usize,
-    /// Records already seen, for duplicates and reuses.
-    window: AgingMap<WindowKey, Fingerprint>,
+    /// Records already seen, for duplicates and reuses: the fingerprint of each as sent, and
+    /// when it was received (`_received_at`, Unix ms) when annotated.
+    window: AgingMap<WindowKey, (Fingerprint, Option<i64>)>,
     /// Each sender's last request sequence, for resets.
     last_request: HashMap<Option<IpAddr>, u64>,
     uris: TopCounter,
@@ -338,6 +342,8 @@ pub struct Inspector<O: Observer = ()> {
     /// the current record (else the minified text is what is written).
     marked: Vec<u8>,
     marked_used: bool,
+    /// The reused buffer a record is copied into as its sender sent it (without annotations).
+    as_sent: Vec<u8>,
     /// Log time is not wall time: nothing here ages by the clock, only by the caps.
     epoch: Instant,
     observer: O,
@@ -381,6 +387,7 @@ impl<O: Observer> Inspector<O> {
             minified: Vec::new(),
             marked: Vec::new(),
             marked_used: false,
+            as_sent: Vec::new(),
             epoch: Instant::now(),
             observer,
         }
@@ -510,10 +517,20 @@ impl<O: Observer> Inspector<O> {
             self.summary.keyed_by = "peer address and sequence".into();
         }
         let kind = rec.kind();
-        let fingerprint = Fingerprint::of(&self.minified);
+        // A retry is the same record as sent: its annotations (another arrival time, another
+        // connection, maybe another daemon's file) do not make it another record.
+        let (fingerprint, received) = match annotations(&self.minified) {
+            Some((at, received)) => {
+                self.as_sent.clear();
+                self.as_sent.extend_from_slice(&self.minified[..at]);
+                self.as_sent.push(b'}');
+                (Fingerprint::of(&self.as_sent), received)
+            }
+            None => (Fingerprint::of(&self.minified), None),
+        };
         let wkey = WindowKey { peer, kind, sequence };
         let reuse = match self.window.get(&wkey) {
-            Some(f) if *f == fingerprint => {
+            Some(&(f, seen)) if f == fingerprint && within_retry_window(seen, received) => {
                 self.summary.duplicates += 1;
                 self.observer.duplicate();
                 return Ok(());
@@ -521,7 +538,8 @@ impl<O: Observer> Inspector<O> {
             Some(_) => true,
             None => false,
         };
-        self.window.insert(wkey, fingerprint, self.epoch, |_, _| {});
+        self.window
+            .insert(wkey, (fingerprint, received), self.epoch, |_, _| {});
         let s = &mut self.summary;
         if reuse {
             s.sequence_reuses += 1;
@@ -608,6 +626,47 @@ impl<O: Observer> Inspector<O> {
         s.distinct_redaction_marks = self.marks.counts.len() as u64;
         s.redaction_marks = self.marks.top(MARKS_LISTED);
         (s, self.observer)
+    }
+}
+
+/// The members `--annotate` adds to a minified record (`_received_at`, `_peer`, `_client`: its
+/// last members): where they begin, at the comma before them (the record as its sender sent it
+/// is the text before, closed with `}`), and the time in `_received_at` (Unix ms). `None` when
+/// the record ends otherwise: not annotated, or a `_received_at` of the sender's own that is not
+/// among the last members.
+fn annotations(minified: &[u8]) -> Option<(usize, Option<i64>)> {
+    const NAME: &[u8] = b",\"_received_at\":\"";
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Annotations<'a> {
+        #[serde(borrow)]
+        _received_at: std::borrow::Cow<'a, str>,
+        #[serde(default)]
+        _peer: Option<serde::de::IgnoredAny>,
+        #[serde(default)]
+        _client: Option<serde::de::IgnoredAny>,
+    }
+    let body = minified.strip_suffix(b"}")?;
+    let at = memchr::memmem::rfind(body, NAME)?;
+    // What follows must be annotation members and nothing else (not the rest of an inner
+    // object, not members of the sender's).
+    let mut members = Vec::with_capacity(body.len() - at + 1);
+    members.push(b'{');
+    members.extend_from_slice(&body[at + 1..]);
+    members.push(b'}');
+    let members = serde_json::from_slice::<Annotations<'_>>(&members).ok()?;
+    Some((at, parse_rfc3339_millis(&members._received_at)))
+}
+
+/// Whether a record received at `later` (Unix ms) is a retry of the same record received at
+/// `earlier`: within the daemon's default duplicate window (`LOGGER_RESPONSE_TIMEOUT`), as the
+/// daemon judges. Past it, the same bytes are the sender's again (it restarted its numbering),
+/// as the daemon, which forgot the first by then, wrote them. Without both times, always.
+fn within_retry_window(earlier: Option<i64>, later: Option<i64>) -> bool {
+    let window = CorrelateConfig::default().duplicate_window.as_millis();
+    match (earlier, later) {
+        (Some(a), Some(b)) => u128::from(a.abs_diff(b)) <= window,
+        _ => true,
     }
 }
 
@@ -743,6 +802,74 @@ mod tests {
         let (s, _) = inspect(&log, Mode::Summary);
         assert_eq!(s.keyed_by, "peer address and sequence");
         assert_eq!((s.pairs, s.duplicates, s.unanswered_requests), (2, 0, 0));
+    }
+
+    #[test]
+    fn a_retry_written_by_two_daemons_is_a_duplicate_whatever_its_annotations() {
+        let a = |s: &str, at: &str, peer: &str| {
+            format!(
+                "{},\"_received_at\":\"2026-12-01T{at}Z\",\"_peer\":\"{peer}\"}}",
+                &s[..s.len() - 1]
+            )
+        };
+        // A daemon wrote a request (of 127.0.0.2) and a response (of 127.0.0.4), then was killed
+        // before answering them; the sensors sent both again, through the balancer, to other
+        // daemons: the same records as sent, received later on other connections. The files
+        // merged by `_received_at` (as a failed scale-out run wrote them):
+        let log = vec![
+            a(&req(25, "/"), "18:53:58.464", "127.0.0.4:43359"),
+            a(&req(25, "/"), "18:53:58.470", "127.0.0.2:57283"),
+            a(&resp(25, 200), "18:53:58.470", "127.0.0.4:43359"),
+            a(&resp(25, 200), "18:53:58.549", "127.0.0.4:49725"),
+            a(&req(25, "/"), "18:53:58.549", "127.0.0.2:52411"),
+            a(&resp(25, 200), "18:53:58.626", "127.0.0.2:52411"),
+        ];
+        let (s, pairs) = inspect(&log, Mode::Pairs);
+        assert_eq!((s.pairs, s.duplicates), (2, 2));
+        assert_eq!((s.orphan_responses, s.unanswered_requests), (0, 0));
+        assert_eq!((s.sequence_reuses, s.sequence_resets), (0, 0));
+        assert_eq!(pairs.lines().count(), 2);
+
+        // A sensor that restarted its numbering: other bytes under a sequence are a reuse, and
+        // so are the same bytes past the daemon's retry window (5 minutes), as the daemon, which
+        // forgot the first by then, wrote them; within it, a retry.
+        let log = vec![
+            a(&req(1, "/a"), "10:00:00.100", "10.0.0.1:1"),
+            a(&resp(1, 200), "10:00:00.101", "10.0.0.1:1"),
+            a(&req(1, "/b"), "10:00:01.000", "10.0.0.1:2"),
+            a(&resp(1, 201), "10:00:01.001", "10.0.0.1:2"),
+            a(&req(1, "/a"), "11:00:00.100", "10.0.0.1:3"),
+            a(&resp(1, 201), "11:00:00.101", "10.0.0.1:3"),
+            a(&resp(1, 201), "11:01:00.101", "10.0.0.1:4"),
+        ];
+        let (s, _) = inspect(&log, Mode::Summary);
+        assert_eq!((s.pairs, s.duplicates, s.sequence_reuses), (3, 1, 4));
+        assert_eq!((s.orphan_responses, s.unanswered_requests), (0, 0));
+    }
+
+    #[test]
+    fn annotations_are_the_last_members_the_daemon_adds() {
+        fn at(text: &str) -> Option<&str> {
+            annotations(text.as_bytes()).map(|(i, _)| &text[..i])
+        }
+        let annotated = r#"{"sequence":1,"x":2,"_received_at":"2026-12-01T18:53:58.464Z","_peer":"p:1","_client":"CN=s"}"#;
+        assert_eq!(at(annotated), Some(r#"{"sequence":1,"x":2"#));
+        assert_eq!(
+            annotations(annotated.as_bytes()).map(|(_, t)| t),
+            Some(Some(1_796_151_238_464))
+        );
+        assert_eq!(
+            at(r#"{"sequence":1,"_received_at":"t","_peer":"p:1"}"#),
+            Some(r#"{"sequence":1"#)
+        );
+        // The sender's own members of that name are the record's.
+        assert_eq!(at(r#"{"sequence":1,"x":{"a":1,"_received_at":"t"}}"#), None);
+        assert_eq!(at(r#"{"sequence":1,"_received_at":"t","x":2}"#), None);
+        assert_eq!(
+            at(r#"{"sequence":1,"_received_at":"t","_peer":"p","_peer":"q"}"#),
+            None
+        );
+        assert_eq!(at(r#"{"sequence":1}"#), None);
     }
 
     #[test]
