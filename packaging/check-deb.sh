@@ -26,7 +26,7 @@ if [ $# -ge 1 ]; then
 else
     command -v cargo-deb >/dev/null || fail "cargo-deb not installed: cargo install cargo-deb --locked"
     start=$SECONDS
-    DEB=$(cargo deb --locked 2>&1 | tee /dev/stderr | grep '\.deb$' | tail -1)
+    DEB=$(cargo deb --locked 2>&1 | tee -a /dev/stderr | grep '\.deb$' | tail -1)
     ok "built $DEB in $((SECONDS - start)) s"
 fi
 [ -f "$DEB" ] || fail "no package file: $DEB"
