@@ -26,7 +26,11 @@ if [ $# -ge 1 ]; then
 else
     command -v cargo-deb >/dev/null || fail "cargo-deb not installed: cargo install cargo-deb --locked"
     start=$SECONDS
-    DEB=$(cargo deb --locked 2>&1 | tee -a /dev/stderr | grep '\.deb$' | tail -1)
+    # cargo deb's output is shown as it comes, on this script's own standard error (a process
+    # substitution shares its file offset; `tee /dev/stderr` would reopen, and so clobber, a log
+    # file the caller sent it to).
+    DEB=$(cargo deb --locked 2>&1 | tee >(cat >&2) | grep '\.deb$' | tail -1)
+    [ -n "$DEB" ] || fail "cargo deb built no .deb"
     ok "built $DEB in $((SECONDS - start)) s"
 fi
 [ -f "$DEB" ] || fail "no package file: $DEB"
