@@ -20,7 +20,8 @@
 #   S6  resident memory with 5,000 idle keep-alive connections (load --idle); peak RSS under S1
 #   S7  time from start to accepting (bench/startup_time.py); size of the release binary
 #   S8  tail latency beside the vendor's Go program (bench/go-reference, built with `go build`),
-#       at 32 and 256 keep-alive connections: saturation (wrk, closed loop) of both, then the
+#       at 32 and 256 keep-alive connections: saturation (wrk, closed loop) of both and of the
+#       ceiling (the load generator's bound, beside its CPU share), then the
 #       open loop (load --rate) at 50% and 90% of the Go program's saturation rate against both,
 #       and at 50% and 90% of the logger's own against the logger; p50/p99/p99.9/max; S8_ROUNDS
 #       rounds, servers interleaved, medians reported
@@ -171,6 +172,7 @@ fi
 # Processes and cleanup
 
 TMP=""
+GEN_CPU=-     # CPU seconds of the last wrk or load run (gen_cpu_mark)
 CHILD_PID=""  # a bounded step (apt-get, cargo, openssl, wrk, load, the start-up helper), waited for
 SRV=""        # the server under test: logger, ceiling or nginx; one at a time
 SRV_PID=""
@@ -493,7 +495,7 @@ want S5 && cmd_line "S5 load (logger --fsync on): $(wrk_template "$DURATION"), $
 want S6 && cmd_line "S6 load (ulimit -n $S6_NOFILE; logger ${S6_LOGGER_ARGS[*]}, ceiling, nginx with worker_connections $S6_WORKER_CONNECTIONS): $(load_template "${S6_ARGS[*]}")"
 want S7 && cmd_line "S7: python3 $STARTUP_PY $START_RUNS TMP/s7-SERVER -- SERVER-COMMAND   (logger: $LOGGER_BIN --cert CERT --key KEY --ip 127.0.0.1 --port {port} --output TMP/s7-logger-{run}.ndjson; ceiling: $CEILING_BIN CERT KEY 127.0.0.1:{port})"
 want S8 && cmd_line "S8 go: LOGGER_IP=127.0.0.1 LOGGER_PORT=PORT LOGGER_CERT=CERT LOGGER_KEY=KEY TMP/go-reference >TMP/SCENARIO-go.stdout   (built by: go build -o TMP/go-reference bench/go-reference/ml_api_logger.go)"
-want S8 && cmd_line "S8 saturation (logger, go), for C in $S8_CONNECTIONS: BENCH_BODY_FILE=$SAMPLE BENCH_FIRST_SEQUENCE=N wrk -t1 -cC --latency -s $LUA -d$S8_DURATION https://127.0.0.1:PORT/log, after a -d2s warm-up"
+want S8 && cmd_line "S8 saturation (logger, go, ceiling), for C in $S8_CONNECTIONS: BENCH_BODY_FILE=$SAMPLE BENCH_FIRST_SEQUENCE=N wrk -t1 -cC --latency -s $LUA -d$S8_DURATION https://127.0.0.1:PORT/log, after a -d2s warm-up"
 want S8 && cmd_line "S8 open loop (logger, go): $(load_template "--connections C --rate R --duration $S8_DURATION --warmup 2s --body $SAMPLE"), R = 50% and 90% of go's saturation (both servers) and of the logger's (the logger)"
 cmd_line "smoke (each server, first): curl --cacert CA --resolve localhost:PORT:127.0.0.1 -H 'Content-Type: application/json' --data-binary @BODY https://localhost:PORT/log"
 
@@ -576,6 +578,17 @@ cpu_secs() {
         ticks=$((ticks + ${t:-0}))
     done
     awk -v t="$ticks" -v hz="$CLK_TCK" 'BEGIN { printf "%.1f", t / hz }'
+}
+
+# The load generator's CPU: `times` run by this shell (a builtin with a redirection does not
+# fork) reports the user and system CPU of the children it has waited for, so the difference
+# between a mark before a wrk or load run and one after it is that run's CPU (and a few
+# milliseconds of helpers). gen_cpu_mark NAME writes a mark; gen_cpu_since A B prints seconds.
+gen_cpu_mark() { times >"$TMP/$1.times"; }
+gen_cpu_since() {
+    awk 'function s(t, a) { split(t, a, "m"); return a[1] * 60 + substr(a[2], 1, length(a[2]) - 1) }
+         FNR == 2 { c[FILENAME] = s($1) + s($2) }
+         END { printf "%.2f", c[ARGV[2]] - c[ARGV[1]] }' "$TMP/$1.times" "$TMP/$2.times"
 }
 
 # Sum of a /proc/PID/status field (VmRSS, VmHWM; kB) over the server's processes.
@@ -702,11 +715,14 @@ smoke() {
 run_wrk() {
     local duration=$1 out=$2 secs rc=0 first=$NEXT_SEQ requests status
     secs=$(secs_of "$duration")
+    gen_cpu_mark gen0
     BENCH_FIRST_SEQUENCE=$first \
         timeout -k 5 $((secs + 60)) wrk "${WRK_ARGS[@]}" -d"$duration" "https://127.0.0.1:$SRV_PORT/log" >"$out" 2>&1 </dev/null &
     CHILD_PID=$!
     wait "$CHILD_PID" || rc=$?
     CHILD_PID=""
+    gen_cpu_mark gen1
+    GEN_CPU=$(gen_cpu_since gen0 gen1)
     if ((rc != 0)) || ! grep -q '^Requests/sec:' "$out" || ! grep -q '^wrk-summary ' "$out"; then
         echo "run.sh: wrk failed (status $rc) against $SRV:" >&2
         tail -n 20 "$out" | sed 's/^/    /' >&2
@@ -778,6 +794,7 @@ run_load() {
     L=()
     RSS_AT=()
     RSS_KIB=()
+    gen_cpu_mark gen0
     timeout -k 5 "$tsecs" "${cmd[@]}" >"$out" 2>"$out.stderr" </dev/null &
     CHILD_PID=$!
     if ((SAMPLE_RSS)); then
@@ -790,6 +807,8 @@ run_load() {
     wait "$CHILD_PID" || rc=$?
     CHILD_PID=""
     LOAD_END=${EPOCHREALTIME//[.,]/}
+    gen_cpu_mark gen1
+    GEN_CPU=$(gen_cpu_since gen0 gen1)
     line=$(grep -m 1 '^load-summary ' "$out" || true)
     for kv in $line; do
         [[ $kv == *=* ]] && L[${kv%%=*}]=${kv#*=}
@@ -1074,6 +1093,7 @@ s8_once() {
             S8[$k.p99]+=" ${V[$SRV_KEY.p99]}"
             S8[$k.max]+=" $(to_ms "$(awk '$1 == "Latency" { print $4; exit }' "$TMP/$SRV_TAG.wrk.txt")")"
             S8[$k.cpuus]+=" $(awk -v c="${V[$SRV_KEY.cpu]}" -v n="$(summary_of "$TMP/$SRV_TAG.wrk.txt" requests)" 'BEGIN { if (n > 0 && c != "-") printf "%.2f", c * 1e6 / n; else print "-" }')"
+            S8[$k.gen]+=" $(awk -v c="$GEN_CPU" -v d="$S8_DURATION_S" 'BEGIN { printf "%.0f", c * 100 / d }')"
         fi
         DURATION=$DURATION_SAVED
         CONNECTIONS=$saved_c WARMUP=$saved_w WARMUP_S=$saved_ws
@@ -1092,6 +1112,8 @@ s8_once() {
             S8[$k.max]+=" ${L[max_ms]}"
             # CPU over the whole run (warm-up included) per record acknowledged in it.
             S8[$k.cpuus]+=" $(awk -v a="$cpu0" -v b="$cpu1" -v n="${L[sent_total]:-0}" 'BEGIN { if (n > 0) printf "%.2f", (b - a) * 1e6 / n; else print "-" }')"
+            # Over the warm-up and the measured run.
+            S8[$k.gen]+=" $(awk -v c="$GEN_CPU" -v d="$((S8_DURATION_S + 2))" 'BEGIN { printf "%.0f", c * 100 / d }')"
         fi
     fi
     server_down "$scen"
@@ -1100,8 +1122,10 @@ s8_once() {
 run_s8() {
     local c round srv pct rate go_sat own_sat
     for c in $S8_CONNECTIONS; do
+        # The ceiling (TLS and HTTP, no record path) at saturation: what the load generator can
+        # get out of any server on this transport, on this machine.
         for ((round = 1; round <= S8_ROUNDS; round++)); do
-            for srv in go logger; do s8_once "$c" sat "$srv" "$round"; done
+            for srv in go logger ceiling; do s8_once "$c" sat "$srv" "$round"; done
         done
         # shellcheck disable=SC2086 # a list of numbers
         go_sat=$(median ${S8[$c.sat.go.rps]:-})
@@ -1313,6 +1337,7 @@ say "CPU µs/rec: the server's user + system CPU (from /proc/PID/stat) per recor
 # and its checks against the Go program.
 S8_TABLE=()
 S8_CHECKS=()
+S8_BOUNDS=()
 if want S8; then
     s8m() { # C LOAD SERVER KEY: the median of the rounds
         # shellcheck disable=SC2086 # a list of numbers
@@ -1333,13 +1358,16 @@ if want S8; then
                 go50 | go90) label="open loop, ${name#go}% of go's saturation: $load/s" ;;
                 own50 | own90) label="open loop, ${name#own}% of the logger's saturation: $load/s" ;;
             esac
-            for srv in logger go; do
+            for srv in logger go ceiling; do
                 [[ -n ${S8[$c.$load.$srv.rps]:-} ]] || continue
-                S8_TABLE+=("$c|$label|$(name_of "$srv")|$(fmt "$(s8m "$c" "$load" "$srv" rps)" %.0f)|$(fmt "$(s8m "$c" "$load" "$srv" p50)" %.2f)|$(fmt "$(s8m "$c" "$load" "$srv" p99)" %.2f)|$(fmt "$(s8m "$c" "$load" "$srv" p999)" %.2f)|$(fmt "$(s8m "$c" "$load" "$srv" max)" %.2f)|$(fmt "$(s8m "$c" "$load" "$srv" cpuus)" %.2f)")
+                S8_TABLE+=("$c|$label|$(name_of "$srv")|$(fmt "$(s8m "$c" "$load" "$srv" rps)" %.0f)|$(fmt "$(s8m "$c" "$load" "$srv" p50)" %.2f)|$(fmt "$(s8m "$c" "$load" "$srv" p99)" %.2f)|$(fmt "$(s8m "$c" "$load" "$srv" p999)" %.2f)|$(fmt "$(s8m "$c" "$load" "$srv" max)" %.2f)|$(fmt "$(s8m "$c" "$load" "$srv" cpuus)" %.2f)|$(fmt "$(s8m "$c" "$load" "$srv" gen)" %.0f)")
             done
             case $name in
                 sat)
                     s8_check "c=$c saturation requests/s" "$(s8m "$c" sat logger rps)" "$(s8m "$c" sat go rps)" '>=' 1.5
+                    # Not a target: the bound the load generator sets (see the load generator's CPU).
+                    x=$(ratio "$(s8m "$c" sat ceiling rps)" "$(s8m "$c" sat go rps)")
+                    S8_BOUNDS+=("c=$c: the ceiling got $(fmt "$x" %.2f) x go's requests/s with wrk at $(fmt "$(s8m "$c" sat ceiling gen)" %.0f)% of a CPU; ml_api_logger $(fmt "$(ratio "$(s8m "$c" sat logger rps)" "$(s8m "$c" sat ceiling rps)")" %.2f) x the ceiling's, wrk at $(fmt "$(s8m "$c" sat logger gen)" %.0f)%")
                     s8_check "c=$c saturation p99 ms" "$(s8m "$c" sat logger p99)" "$(s8m "$c" sat go p99)" '<=' 1
                     ;;
                 go50 | go90)
@@ -1351,15 +1379,17 @@ if want S8; then
     done
     say ""
     say "S8: tail latency beside the vendor's Go program (medians of $S8_ROUNDS rounds of $S8_DURATION; open loop: latency from when a request was due if its connection was still busy)"
-    printf '%-6s %-52s %-14s %10s %8s %8s %9s %8s %11s\n' conns load server requests/s "p50 ms" "p99 ms" "p99.9 ms" "max ms" "CPU µs/rec" | while IFS= read -r l; do say "$l"; done
+    printf '%-6s %-52s %-14s %10s %8s %8s %9s %8s %11s %8s\n' conns load server requests/s "p50 ms" "p99 ms" "p99.9 ms" "max ms" "CPU µs/rec" "gen CPU%" | while IFS= read -r l; do say "$l"; done
     for rw in "${S8_TABLE[@]}"; do
         IFS='|' read -r -a f <<<"$rw"
-        say "$(printf '%-6s %-52s %-14s %10s %8s %8s %9s %8s %11s' "${f[@]}")"
+        say "$(printf '%-6s %-52s %-14s %10s %8s %8s %9s %8s %11s %8s' "${f[@]}")"
     done
     for rw in "${S8_CHECKS[@]}"; do
         IFS='|' read -r -a f <<<"$rw"
         say "  S8 ${f[0]}: ml_api_logger ${f[1]}, go ${f[2]}, ratio ${f[3]}, target ${f[4]}: ${f[5]}"
     done
+    for rw in "${S8_BOUNDS[@]}"; do say "  S8 bound, $rw"; done
+    say "gen CPU%: the load generator's user + system CPU (wrk at saturation, the load tool in the open loop) as a share of one CPU over its run; near 100 it, not the server, sets the rate."
 fi
 say "lines / records out: records in the output file, checked one by one (smoke + warm-up + measured)."
 
@@ -1377,8 +1407,8 @@ markdown_table() {
         say ""
         say "S8, medians of $S8_ROUNDS rounds of $S8_DURATION:"
         say ""
-        say "| connections | load | server | requests/s | p50 ms | p99 ms | p99.9 ms | max ms | server CPU µs/record |"
-        say "| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+        say "| connections | load | server | requests/s | p50 ms | p99 ms | p99.9 ms | max ms | server CPU µs/record | load generator CPU % |"
+        say "| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
         for rw in "${S8_TABLE[@]}"; do
             say "| ${rw//|/ | } |"
         done
@@ -1388,6 +1418,8 @@ markdown_table() {
         for rw in "${S8_CHECKS[@]}"; do
             say "| ${rw//|/ | } |"
         done
+        say ""
+        for rw in "${S8_BOUNDS[@]}"; do say "- $rw"; done
     fi
 }
 markdown_file() {
