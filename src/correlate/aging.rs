@@ -16,7 +16,7 @@ use tokio::time::Instant;
 pub const MAX_CAP: usize = 1 << 30;
 /// The oldest age a map tells apart: times are 32-bit milliseconds, which wrap after 49 days.
 pub const MAX_AGE: Duration = Duration::from_millis(u32::MAX as u64 / 2);
-/// Caps up to this get their final table once a quarter full (see [`AgingMap::insert`]);
+/// Caps up to this get their final table when the map is made (see [`AgingMap::with_hasher`]);
 /// larger ones grow as they fill.
 const PRESIZE_MAX: usize = 1 << 19;
 
@@ -32,8 +32,6 @@ pub struct AgingMap<K, V, S = RandomState> {
     max_age: u32,
     /// Times are kept as 32-bit milliseconds after this (wrapping), a quarter of an `Instant`.
     base: Instant,
-    /// The table has been given its final size.
-    presized: bool,
 }
 
 /// A value with its insertion: 8 bytes beside the value, so a table of a hundred thousand
@@ -57,17 +55,26 @@ impl<K: Hash + Eq + Clone, V> AgingMap<K, V> {
 
 impl<K: Hash + Eq + Clone, V, S: BuildHasher> AgingMap<K, V, S> {
     /// [`AgingMap::new`] with keys hashed by `hasher`.
+    ///
+    /// The table gets its final size here, room for twice the cap (up to [`PRESIZE_MAX`]): a
+    /// full table that keeps evicting fills with tombstones, which hashbrown clears in place
+    /// only while it is at most half full; fuller, it doubles, briefly holding both sizes.
+    /// Sized so, it never grows again. And never while records wait: growing moves every entry
+    /// at once, on the thread that carries the requests — 2 to 4 ms for the tables' default
+    /// caps, which was the daemon's longest answer in the first seconds after a start
+    /// (bench/RESULTS.md). The memory is reserved, not touched: pages become resident as
+    /// entries land on them, so a table that fills (the steady state of any sensor sending a
+    /// few hundred records a second) ends where it would have anyway.
     pub fn with_hasher(cap: usize, max_age: Duration, hasher: S) -> Self {
         let cap = cap.clamp(1, MAX_CAP);
         AgingMap {
-            map: HashMap::with_hasher(hasher),
+            map: HashMap::with_capacity_and_hasher(2 * cap.min(PRESIZE_MAX), hasher),
             // One more: an insert pushes before it evicts.
             order: VecDeque::with_capacity(cap.min(PRESIZE_MAX) + 1),
             next_gen: 0,
             cap,
             max_age: max_age.min(MAX_AGE).as_millis() as u32,
             base: Instant::now(),
-            presized: false,
         }
     }
 
@@ -92,17 +99,6 @@ impl<K: Hash + Eq + Clone, V, S: BuildHasher> AgingMap<K, V, S> {
         let gen = self.next_gen;
         self.next_gen = self.next_gen.wrapping_add(1);
         let at = self.millis(now);
-        // A quarter full, the table gets room for twice the cap, once: a full table that keeps
-        // evicting fills with tombstones, which hashbrown clears in place only while it is at
-        // most half full; fuller, it doubles, briefly holding both sizes. Sized so, it never
-        // grows again. Once only: tombstones lower `capacity()`, and reserving again then would
-        // double the table after all. Not earlier: entries land all over a table, so a big
-        // table holding a few thousand keys would keep most of its pages resident.
-        if !self.presized && self.map.len() >= self.cap / 4 {
-            let room = 2 * self.cap.min(PRESIZE_MAX);
-            self.map.reserve(room.saturating_sub(self.map.len()));
-            self.presized = true;
-        }
         self.map.insert(key.clone(), Entry { value, at, gen });
         self.order.push_back((key, gen));
         while self.map.len() > self.cap {
@@ -194,34 +190,30 @@ impl Hasher for PrehashedHasher {
 mod tests {
     use super::*;
 
-    /// A full table that keeps evicting, as the correlation table does under a steady stream of
-    /// requests that get no response: once given its final size it never grows again, however
-    /// many tombstones its evictions leave (it doubled after 1.29 million inserts before).
+    /// A table that fills and then keeps evicting, as the correlation table does under a steady
+    /// stream of requests that get no response: it has its final size from the start and never
+    /// grows (each growth moved every entry while requests waited; and a full table, sized
+    /// late, doubled again after 1.29 million inserts, from its tombstones).
     #[test]
-    fn a_full_table_that_keeps_evicting_keeps_its_size() {
+    fn a_table_has_its_final_size_from_the_start_and_keeps_it() {
         let cap = 100_000;
         let mut m: AgingMap<u64, (), Prehashed> =
             AgingMap::with_hasher(cap, Duration::from_secs(300), Prehashed::default());
+        let most = m.map.capacity();
+        assert!(most >= 2 * cap, "sized for twice the cap when made: {most}");
         let now = Instant::now();
         let mut x: u64 = 0x1234_5678_9abc_def1;
-        let mut most = 0;
         for i in 0..20 * cap {
             // xorshift: keys as uniform as the keyed hashes the tables hold.
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
             m.insert(x, (), now, |_, _| {});
-            if i == cap {
-                most = m.map.capacity();
-                assert!(most >= 2 * cap, "presized to twice the cap: {most}");
-            }
-            if i > cap {
-                assert!(
-                    m.map.capacity() <= most,
-                    "grew after {i} inserts: {}",
-                    m.map.capacity()
-                );
-            }
+            assert!(
+                m.map.capacity() <= most,
+                "grew after {i} inserts: {}",
+                m.map.capacity()
+            );
         }
         assert_eq!(m.len(), cap);
         assert!(m.order.capacity() <= cap + 1 + 16);
