@@ -22,7 +22,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::correlate::aging::{AgingMap, Prehashed};
+use crate::correlate::aging::{AgingMap, Prehashed, Sizing};
 use crate::observe::stats::Stats;
 use crate::record::Kind;
 
@@ -171,11 +171,13 @@ impl Correlator {
                 pending: AgingMap::with_hasher(
                     config.max_pending,
                     config.response_timeout,
+                    Sizing::AtStart,
                     Prehashed::default(),
                 ),
                 window: AgingMap::with_hasher(
                     config.duplicate_cap,
                     config.duplicate_window,
+                    Sizing::AtStart,
                     Prehashed::default(),
                 ),
                 in_flight: HashMap::default(),

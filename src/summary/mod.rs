@@ -18,7 +18,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::commands::progress;
-use crate::correlate::aging::AgingMap;
+use crate::correlate::aging::{AgingMap, Sizing};
 use crate::correlate::{canonical, CorrelateConfig, Fingerprint};
 use crate::json::minify::minify_into;
 use crate::json::stream;
@@ -376,9 +376,9 @@ impl<O: Observer> Inspector<O> {
                 ..Summary::default()
             },
             annotated: false,
-            pending: AgingMap::new(max_pending, forever),
+            pending: AgingMap::new(max_pending, forever, Sizing::QuarterFull),
             pending_bytes: 0,
-            window: AgingMap::new(window_cap, forever),
+            window: AgingMap::new(window_cap, forever, Sizing::QuarterFull),
             last_request: HashMap::new(),
             uris: TopCounter::default(),
             statuses: TopCounter::default(),
