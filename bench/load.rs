@@ -908,26 +908,36 @@ async fn stream_loop(shared: Arc<Shared>, mut sender: Sender, stream: u32) -> (T
             t.closed_by_server += 1;
             return (t, false);
         }
-        let start = match (shared.pace, slot.as_mut()) {
+        // In the open loop, when this request was due if it is late (its latency counts from
+        // then); `None` when it is sent on time or the loop is closed.
+        let late = match (shared.pace, slot.as_mut()) {
             (Some(pace), Some(k)) => {
                 let due = pace.due(stream, *k);
                 *k += 1;
+                // Nothing falls due after the measured period: a slow rate over many streams
+                // must not keep the run going past it.
+                if due >= shared.measure_end {
+                    return (t, false);
+                }
                 if due > Instant::now() {
                     tokio::time::sleep_until(due.into()).await;
                     if shared.stopping() {
                         return (t, false);
                     }
-                    Instant::now()
+                    None
                 } else {
-                    due
+                    Some(due)
                 }
             }
-            _ => Instant::now(),
+            _ => None,
         };
         let Some(first) = shared.take_sequences() else {
             return (t, false);
         };
         let req = shared.request(shared.template.fill(&mut buf, first));
+        // After the body is built, as before the open loop: building a large batch is the
+        // tool's time, not the server's.
+        let start = late.unwrap_or_else(Instant::now);
         let result = tokio::time::timeout(shared.timeout, sender.exchange(req)).await;
         t.sent(&shared, first);
         match result {
