@@ -577,7 +577,7 @@ cpu_secs() {
         t=$(sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null | awk '{ print $12 + $13 }') || t=0
         ticks=$((ticks + ${t:-0}))
     done
-    awk -v t="$ticks" -v hz="$CLK_TCK" 'BEGIN { printf "%.1f", t / hz }'
+    awk -v t="$ticks" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", t / hz }'
 }
 
 # The load generator's CPU: `times` run by this shell (a builtin with a redirection does not
@@ -586,7 +586,8 @@ cpu_secs() {
 # milliseconds of helpers). gen_cpu_mark NAME writes a mark; gen_cpu_since A B prints seconds.
 gen_cpu_mark() { times >"$TMP/$1.times"; }
 gen_cpu_since() {
-    awk 'function s(t, a) { split(t, a, "m"); return a[1] * 60 + substr(a[2], 1, length(a[2]) - 1) }
+    # The decimal mark is the locale's: a comma in some.
+    awk 'function s(t, a) { gsub(",", ".", t); split(t, a, "m"); return a[1] * 60 + substr(a[2], 1, length(a[2]) - 1) }
          FNR == 2 { c[FILENAME] = s($1) + s($2) }
          END { printf "%.2f", c[ARGV[2]] - c[ARGV[1]] }' "$TMP/$1.times" "$TMP/$2.times"
 }
@@ -757,7 +758,7 @@ wrk_measure() {
     }
     # shellcheck disable=SC2046
     cpu1=$(cpu_secs $(server_pids))
-    V[$k.cpu]=$(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN { printf "%.1f", b - a }')
+    V[$k.cpu]=$(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN { printf "%.2f", b - a }')
     V[$k.cpuus]=$(awk -v a="$cpu0" -v b="$cpu1" -v n="$(summary_of "$meas" requests)" 'BEGIN { if (n > 0) printf "%.1f", (b - a) * 1e6 / n; else print "-" }')
     grep -v '^wrk-summary ' "$meas" | sed 's/^/    | /' || true
     if alive "$SRV_PID"; then
@@ -1105,11 +1106,11 @@ s8_once() {
             --duration "$S8_DURATION" --warmup 2s --body "$SAMPLE"; then
             # shellcheck disable=SC2046
             cpu1=$(cpu_secs $(server_pids))
-            S8[$k.rps]+=" ${L[rps]}"
-            S8[$k.p50]+=" ${L[p50_ms]}"
-            S8[$k.p99]+=" ${L[p99_ms]}"
-            S8[$k.p999]+=" ${L[p999_ms]}"
-            S8[$k.max]+=" ${L[max_ms]}"
+            S8[$k.rps]+=" ${L[rps]:--}"
+            S8[$k.p50]+=" ${L[p50_ms]:--}"
+            S8[$k.p99]+=" ${L[p99_ms]:--}"
+            S8[$k.p999]+=" ${L[p999_ms]:--}"
+            S8[$k.max]+=" ${L[max_ms]:--}"
             # CPU over the whole run (warm-up included) per record acknowledged in it.
             S8[$k.cpuus]+=" $(awk -v a="$cpu0" -v b="$cpu1" -v n="${L[sent_total]:-0}" 'BEGIN { if (n > 0) printf "%.2f", (b - a) * 1e6 / n; else print "-" }')"
             # Over the warm-up and the measured run.
