@@ -113,7 +113,12 @@ async fn prometheus_finds_every_series_the_dashboard_and_the_alerts_use() {
     check.alerts(&rules, &mut problems).await;
 
     stop.store(true, Ordering::Relaxed);
-    let exchanges = traffic.await.expect("the traffic to the daemon failed");
+    let exchanges = tokio::time::timeout(Duration::from_secs(30), traffic)
+        .await
+        .expect("the traffic to the daemon did not stop within 30 s")
+        .expect("the traffic to the daemon failed");
+    let (code, stderr) = s.daemon.stop();
+    assert_eq!(code, 0, "the daemon's exit under this traffic: {stderr}");
     assert!(
         problems.is_empty(),
         "{} problem(s) with the dashboard or the alerts, evaluated by Prometheus against a live daemon:\n  {}",
@@ -301,9 +306,10 @@ impl Prometheus {
         let data = self
             .api(&format!("/api/v1/query?query={}", percent_encode(expr)))
             .await?;
-        match data["result"].as_array() {
-            Some(series) => Ok(series.clone()),
-            None => Ok(vec![data["result"].clone()]),
+        match (data["resultType"].as_str(), &data["result"]) {
+            (Some("vector" | "matrix"), Value::Array(series)) => Ok(series.clone()),
+            (Some("scalar" | "string"), one @ Value::Array(_)) => Ok(vec![one.clone()]),
+            _ => Err(format!("an answer that is not a query result: {data}")),
         }
     }
 

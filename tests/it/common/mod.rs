@@ -672,6 +672,13 @@ pub async fn http_get(addr: SocketAddr, method: &str, path: &str) -> Reply {
 
 /// [`http_get`], for a listener that may close the connection.
 pub async fn try_http_get(addr: SocketAddr, method: &str, path: &str) -> Result<Reply, String> {
+    // A server that accepts and never answers is an error, not a test that hangs.
+    tokio::time::timeout(Duration::from_secs(10), http_get_once(addr, method, path))
+        .await
+        .unwrap_or_else(|_| Err(format!("{method} {path}: no answer within 10 s")))
+}
+
+async fn http_get_once(addr: SocketAddr, method: &str, path: &str) -> Result<Reply, String> {
     let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
         .await
