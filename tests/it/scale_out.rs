@@ -287,30 +287,35 @@ async fn three_daemons_behind_haproxy_lose_nothing_and_see_every_sensor() {
     // inspect over the three files at once pairs every exchange, whatever the order they are
     // named in (merged by `_received_at`), and counts each copy as a duplicate: the same record
     // as sent, though it arrived later, on another connection, at another daemon.
-    let mut order: Vec<usize> = (0..3).filter(|&i| i != victim).collect();
-    order.push(victim);
-    let files: Vec<String> = order.iter().map(|&i| outs[i].display().to_string()).collect();
-    let mut args = vec!["inspect", "--json"];
-    args.extend(files.iter().map(String::as_str));
-    let out = run(&args, b"");
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let n = |k: &str| summary[k].as_u64().unwrap_or_else(|| panic!("{k}: {summary}"));
-    let clean = n("pairs") == u64::from(SENSORS) * EXCHANGES
-        && n("orphan_responses") == 0
-        && n("unanswered_requests") == 0
-        && n("duplicates") == extra.len() as u64;
-    assert!(
-        clean,
-        "inspect over {files:?} (d{} was killed at {lines_at_kill} lines): {summary}\n{}",
-        victim + 1,
-        unjoined_and_copied(&files)
-    );
+    // Both ways round: the killed daemon's file (the records it wrote before it died) first,
+    // then last, after the files holding the copies sent again to the others.
+    let others: Vec<usize> = (0..3).filter(|&i| i != victim).collect();
+    let first = [vec![victim], others.clone()].concat();
+    let last = [others, vec![victim]].concat();
+    for order in [first, last] {
+        let files: Vec<String> = order.iter().map(|&i| outs[i].display().to_string()).collect();
+        let mut args = vec!["inspect", "--json"];
+        args.extend(files.iter().map(String::as_str));
+        let out = run(&args, b"");
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let n = |k: &str| summary[k].as_u64().unwrap_or_else(|| panic!("{k}: {summary}"));
+        let clean = n("pairs") == u64::from(SENSORS) * EXCHANGES
+            && n("orphan_responses") == 0
+            && n("unanswered_requests") == 0
+            && n("duplicates") == extra.len() as u64;
+        assert!(
+            clean,
+            "inspect over {files:?} (d{} was killed at {lines_at_kill} lines): {summary}\n{}",
+            victim + 1,
+            unjoined_and_copied(&files)
+        );
+    }
 
     eprintln!(
         "scale-out: {} records, {} retries, killed daemon {} at {lines_at_kill} lines, {} copies, {:?}",
