@@ -32,10 +32,10 @@ const PRESIZE_MAX: usize = 1 << 19;
 pub enum Sizing {
     /// When the map is made, for the daemon's tables: growing on the thread that carries the
     /// requests held every connection — 2 to 4 ms at the default caps, the longest answer in
-    /// the first seconds after a start (bench/RESULTS.md). The memory is reserved, not
-    /// touched: pages become resident as entries land on them, so a table that fills (the
-    /// steady state of any sensor sending a few hundred records a second) ends where it would
-    /// have anyway.
+    /// the first seconds after a start (bench/RESULTS.md). The entries' memory is reserved,
+    /// not touched (only the table's control bytes are, one per slot): pages become resident
+    /// as entries land on them, so a table that fills (the steady state of any sensor sending
+    /// a few hundred records a second) ends where it would have anyway.
     AtStart,
     /// Once a quarter full, for `inspect` and `report`, which wait on nothing: entries land all
     /// over a table, so a big table holding a few thousand keys would keep most of its pages
@@ -112,7 +112,8 @@ impl<K: Hash + Eq + Clone, V, S: BuildHasher> AgingMap<K, V, S> {
     }
 
     /// Inserts or replaces `key`, which becomes the newest entry. Entries pushed out by the cap
-    /// are passed to `evicted`.
+    /// are passed to `evicted`. With [`Sizing::QuarterFull`], the insert that finds the map a
+    /// quarter full first gives the table its final size, moving every entry.
     pub fn insert(&mut self, key: K, value: V, now: Instant, mut evicted: impl FnMut(K, V)) {
         let gen = self.next_gen;
         self.next_gen = self.next_gen.wrapping_add(1);

@@ -854,12 +854,15 @@ mod tests {
     use super::*;
     use crate::seal::key::create_state;
     use crate::seal::tests::TempDir;
+    use std::fs;
 
     #[test]
     fn newlines_are_counted_wherever_they_fall() {
         let mut bytes = Vec::new();
         for i in 0..700u32 {
-            // Every alignment and run length the vector search meets: lines of 0 to 12 bytes.
+            // A run of seven newlines every 91 bytes (where i % 91 < 7), so 84-byte stretches
+            // without one, longer than a vector, and runs of empty lines; every prefix, so
+            // every length and alignment the vector search meets.
             let expected = bytes.iter().filter(|&&b| b == b'\n').count() as u64;
             assert_eq!(count_newlines(&bytes), expected, "{} bytes", bytes.len());
             bytes.push(if i % 13 == i % 7 { b'\n' } else { b'x' });
@@ -867,7 +870,6 @@ mod tests {
         assert_eq!(count_newlines(&[b'\n'; 100]), 100);
         assert_eq!(count_newlines(b""), 0);
     }
-    use std::fs;
 
     fn setup(name: &str) -> (TempDir, PathBuf, PathBuf) {
         let dir = TempDir::new(name);
